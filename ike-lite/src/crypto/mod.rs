@@ -5,10 +5,20 @@
 //! data-plane ciphers of [`ipsec_core::crypto`] (which it reuses for the SK
 //! payload). It is sans-IO: callers hand in bytes and get bytes back.
 
+pub mod auth;
 pub mod dh;
+pub mod keys;
 mod modp_params;
+pub mod prf;
+pub mod sk;
 
+pub use auth::{psk_auth, verify_psk_auth};
 pub use dh::{DhError, DhGroup, KeyExchange, SharedSecret};
+pub use keys::{
+    child_keymat, skeyseed, skeyseed_rekey, ChildKeys, DirKeys, IkeSaKeys, KeyError, SecretBytes,
+};
+pub use prf::{prf, prf_parts, prf_plus, prf_plus_parts, PrfError, PrfId};
+pub use sk::{sk_open, sk_seal, sk_seal_with_header_len, SkError, SKF_HEADER_LEN, SK_HEADER_LEN};
 
 use core::fmt;
 
@@ -27,4 +37,26 @@ impl std::error::Error for RngError {}
 /// Fills `buf` from the operating system CSPRNG (nonces, SPIs, keys).
 pub fn fill_random(buf: &mut [u8]) -> Result<(), RngError> {
     getrandom::getrandom(buf).map_err(|_| RngError)
+}
+
+/// NAT_DETECTION_SOURCE_IP / _DESTINATION_IP notification data
+/// (RFC 7296 §2.23): `SHA-1(SPIi | SPIr | IP | Port)`, with the address in
+/// network byte order (4 or 16 bytes) and the port big-endian. During
+/// IKE_SA_INIT `spi_r` is zero.
+pub fn nat_detection_hash(
+    spi_i: &[u8; 8],
+    spi_r: &[u8; 8],
+    addr: std::net::IpAddr,
+    port: u16,
+) -> [u8; 20] {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(spi_i);
+    h.update(spi_r);
+    match addr {
+        std::net::IpAddr::V4(a) => h.update(a.octets()),
+        std::net::IpAddr::V6(a) => h.update(a.octets()),
+    }
+    h.update(port.to_be_bytes());
+    h.finalize().into()
 }
