@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let cipher = &*ciphers()[usize::from(data[0] & 1)];
-    let hdr_len = if data[0] & 2 == 0 { SK_HEADER_LEN } else { SKF_HEADER_LEN };
+    let hdr_len = if data[0] & 2 == 0 {
+        SK_HEADER_LEN
+    } else {
+        SKF_HEADER_LEN
+    };
     let sk_offset = 28 + usize::from(data[1] % 40);
     let rest = &data[2..];
 
@@ -45,9 +49,7 @@ fuzz_target!(|data: &[u8]| {
     let mut msg = vec![0u8; sk_offset + hdr_len];
     msg[sk_offset] = 35;
     msg.extend_from_slice(rest);
-    if sk_seal_with_header_len(cipher, &mut msg, sk_offset, hdr_len, u64::from(data[1]))
-        .is_err()
-    {
+    if sk_seal_with_header_len(cipher, &mut msg, sk_offset, hdr_len, u64::from(data[1])).is_err() {
         assert!(rest.len() > 60_000, "seal refused a short message");
         return;
     }

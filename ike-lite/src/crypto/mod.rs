@@ -60,3 +60,49 @@ pub fn nat_detection_hash(
     h.update(port.to_be_bytes());
     h.finalize().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha1::{Digest, Sha1};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn nat_detection_hash_layout() {
+        // RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP address | port), network order.
+        let (si, sr) = ([1u8, 2, 3, 4, 5, 6, 7, 8], [0u8; 8]);
+        let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let mut input = si.to_vec();
+        input.extend_from_slice(&sr);
+        input.extend_from_slice(&[192, 0, 2, 1, 0x01, 0xf4]);
+        let want: [u8; 20] = Sha1::digest(&input).into();
+        assert_eq!(nat_detection_hash(&si, &sr, v4, 500), want);
+        assert_ne!(nat_detection_hash(&si, &sr, v4, 4500), want);
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        let mut input6 = si.to_vec();
+        input6.extend_from_slice(&sr);
+        input6.extend_from_slice(&v6_octets());
+        input6.extend_from_slice(&500u16.to_be_bytes());
+        let want6: [u8; 20] = Sha1::digest(&input6).into();
+        assert_eq!(nat_detection_hash(&si, &sr, v6, 500), want6);
+    }
+
+    fn v6_octets() -> [u8; 16] {
+        let mut o = [0u8; 16];
+        o[0] = 0x20;
+        o[1] = 0x01;
+        o[2] = 0x0d;
+        o[3] = 0xb8;
+        o[15] = 1;
+        o
+    }
+
+    #[test]
+    fn random_fills() {
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 32];
+        fill_random(&mut a).unwrap();
+        fill_random(&mut b).unwrap();
+        assert_ne!(a, b);
+    }
+}
