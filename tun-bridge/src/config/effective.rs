@@ -687,7 +687,9 @@ fn build(
                     }
                     psk = Some(found.entry.psk.clone());
                 }
-                None if cx.template => {}
+                // Templates have no PSK of their own; a broken secrets file
+                // already produced its own errors.
+                None if cx.template || secrets.incomplete => {}
                 None => {
                     let ids = format!(
                         "{} {}",

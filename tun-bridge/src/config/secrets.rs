@@ -75,6 +75,9 @@ pub struct SecretEntry {
 pub struct Secrets {
     /// Entries in file order.
     pub entries: Vec<SecretEntry>,
+    /// True when some entry failed to parse, so a missing match may be a
+    /// consequence of that error rather than a separate problem.
+    pub incomplete: bool,
 }
 
 /// How well a secrets entry matched a lookup (higher is better).
@@ -154,6 +157,7 @@ pub fn parse_secrets_file(
     diag: &mut Diagnostics,
 ) -> Secrets {
     let mut out = Secrets::default();
+    let before = diag.errors.len();
     let mut stack = vec![path.to_path_buf()];
     load_one(
         path,
@@ -163,6 +167,7 @@ pub fn parse_secrets_file(
         &mut out,
         diag,
     );
+    out.incomplete = diag.errors.len() != before;
     out
 }
 
@@ -174,8 +179,10 @@ pub fn parse_secrets_str(
     diag: &mut Diagnostics,
 ) -> Secrets {
     let mut out = Secrets::default();
+    let before = diag.errors.len();
     let mut stack = vec![name.to_path_buf()];
     parse_text(text, name, loader, &mut stack, &mut out, diag);
+    out.incomplete = diag.errors.len() != before;
     out
 }
 
