@@ -268,6 +268,40 @@ fn missing_include() {
 }
 
 #[test]
+fn include_cycle() {
+    let s = Scratch::new("inccycle");
+    s.file("a.conf", "include b.conf\n");
+    s.file("b.conf", "include a.conf\n");
+    let e = s.errors(&format!("include a.conf\n{BASE}"), SECRET);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("b.conf:1: include cycle:"), "{e:?}");
+}
+
+#[test]
+fn diamond_also_graph_stays_linear() {
+    // 40 levels, each naming the next twice: exponential without memoisation.
+    let mut conf = String::from(BASE);
+    conf.push_str("\talso=l0\n");
+    for i in 0..40 {
+        conf.push_str(&format!("conn l{i}\n\talso=l{n}\n\talso=l{n}\n", n = i + 1));
+    }
+    conf.push_str("conn l40\n\tpfs=no\n");
+    let loaded = config::parse_str(
+        &conf,
+        Path::new("c"),
+        SECRET,
+        Path::new("s"),
+        &ResolveOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.conns.len(), 1);
+    assert!(
+        !loaded.config.conns[0].pfs,
+        "value inherited through 41 also= levels"
+    );
+}
+
+#[test]
 fn bad_subnet() {
     let s = Scratch::new("subnet");
     let e = s.errors(

@@ -270,7 +270,8 @@ pub fn resolve(
     for s in order {
         let mut merged: Merged<'_> = BTreeMap::new();
         let mut stack = vec![s.name.as_str()];
-        collect(s, &by_name, &mut stack, &mut merged, diag);
+        let mut visited = HashSet::new();
+        collect(s, &by_name, &mut stack, &mut visited, &mut merged, diag);
         for (k, e) in &defaults {
             merged.entry(k).or_insert(e);
         }
@@ -289,6 +290,7 @@ fn collect<'a>(
     s: &'a RawSection,
     by_name: &BTreeMap<&str, &'a RawSection>,
     stack: &mut Vec<&'a str>,
+    visited: &mut HashSet<&'a str>,
     merged: &mut Merged<'a>,
     diag: &mut Diagnostics,
 ) {
@@ -307,9 +309,12 @@ fn collect<'a>(
         }
         match by_name.get(target) {
             None => diag.error(&e.loc, ConfigErrorKind::AlsoNotFound(target.to_string())),
+            // Merging a section twice adds nothing (first value wins), and
+            // skipping it keeps diamond-shaped also= graphs linear.
+            Some(t) if !visited.insert(t.name.as_str()) => {}
             Some(t) => {
                 stack.push(&t.name);
-                collect(t, by_name, stack, merged, diag);
+                collect(t, by_name, stack, visited, merged, diag);
                 stack.pop();
             }
         }

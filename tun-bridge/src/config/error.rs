@@ -1,6 +1,7 @@
 //! Diagnostics of the configuration layer: typed errors with a source
 //! location (`file:line: message`) and warnings.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,7 @@ impl fmt::Display for Location {
 }
 
 /// One configuration error: where, and what.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConfigError {
     /// File the error is in.
     pub file: PathBuf,
@@ -70,7 +71,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The cause of a [`ConfigError`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConfigErrorKind {
     /// The file could not be read.
@@ -210,7 +211,7 @@ impl fmt::Display for ConfigErrorKind {
 }
 
 /// A non-fatal finding, printed as `file:line: warning: message`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConfigWarning {
     /// File the warning is about.
     pub file: PathBuf,
@@ -253,13 +254,15 @@ pub struct Diagnostics {
     pub errors: Vec<ConfigError>,
     /// Warnings, in the order found.
     pub warnings: Vec<ConfigWarning>,
+    seen_errors: HashSet<ConfigError>,
+    seen_warnings: HashSet<ConfigWarning>,
 }
 
 impl Diagnostics {
     /// Records an error at `loc` (deduplicated).
     pub fn error(&mut self, loc: &Location, kind: ConfigErrorKind) {
         let e = ConfigError::at(loc, kind);
-        if !self.errors.contains(&e) {
+        if self.seen_errors.insert(e.clone()) {
             self.errors.push(e);
         }
     }
@@ -267,7 +270,7 @@ impl Diagnostics {
     /// Records a warning at `loc` (deduplicated).
     pub fn warn(&mut self, loc: &Location, message: impl Into<String>) {
         let w = ConfigWarning::at(loc, message);
-        if !self.warnings.contains(&w) {
+        if self.seen_warnings.insert(w.clone()) {
             self.warnings.push(w);
         }
     }
@@ -280,12 +283,12 @@ impl Diagnostics {
     /// Appends everything from `other`.
     pub fn extend(&mut self, other: Diagnostics) {
         for e in other.errors {
-            if !self.errors.contains(&e) {
+            if self.seen_errors.insert(e.clone()) {
                 self.errors.push(e);
             }
         }
         for w in other.warnings {
-            if !self.warnings.contains(&w) {
+            if self.seen_warnings.insert(w.clone()) {
                 self.warnings.push(w);
             }
         }
