@@ -23,7 +23,7 @@ pub enum Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Self::Ok => "OK",
             Self::Warn => "WARN",
             Self::Fail => "FAIL",
@@ -458,6 +458,10 @@ mod tests {
         assert!(!report(&f, &mut out).unwrap());
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("FAIL net.ipv4.ip_forward = 0"), "{text}");
+        assert!(
+            text.contains("\nOK   net.ipv4.conf.all.rp_filter = 2\n"),
+            "{text}"
+        );
         assert!(text.contains(
             "fix: echo 'net.ipv4.conf.default.rp_filter = 2' >> /etc/sysctl.d/60-tun-bridge.conf"
         ));
