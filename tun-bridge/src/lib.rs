@@ -1,0 +1,13 @@
+//! `tun-bridge`: a userspace IPsec VPN endpoint (TUN device + ESP + IKEv2 PSK)
+//! that reads the `ipsec.conf`/`ipsec.secrets` files AWS hands out.
+//!
+//! Modules: [`config`] (parsing and validation), [`cli`] (command line),
+//! [`check`] and [`doctor`] (diagnostic subcommands), [`runtime`] (`up`,
+//! `status`, `demo`).
+#![deny(missing_docs)]
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod runtime;
