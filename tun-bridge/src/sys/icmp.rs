@@ -61,24 +61,40 @@ pub fn needs_too_big(pkt: &[u8], mtu: u16) -> bool {
 }
 
 /// Build the ICMP(v6) "too big" reply for `pkt` into `out`, advertising
-/// `mtu`, sent from `reply_src` (an address of ours, e.g. the TUN's) to the
-/// packet's source. Returns the reply length.
+/// `mtu`, addressed to the packet's source. Returns the reply length.
+///
+/// The reply is written into the TUN, so the kernel sees it arrive from
+/// the tunnel: `reply_src` must **not** be one of the host's own addresses
+/// (such packets are dropped as martians). Use the tunnel's remote inside
+/// address, or `None` to answer from the packet's destination address.
 pub fn build_too_big(
     pkt: &[u8],
     mtu: u16,
-    reply_src: IpAddr,
+    reply_src: Option<IpAddr>,
     out: &mut [u8],
 ) -> Result<usize, TooBigError> {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
-            let IpAddr::V4(src) = reply_src else {
-                return Err(TooBigError::FamilyMismatch);
+            let src = match reply_src {
+                Some(IpAddr::V4(a)) => a,
+                Some(IpAddr::V6(_)) => return Err(TooBigError::FamilyMismatch),
+                None => {
+                    let d = pkt.get(16..20).ok_or(TooBigError::Malformed)?;
+                    Ipv4Addr::new(d[0], d[1], d[2], d[3])
+                }
             };
             build_v4(pkt, mtu, src, out)
         }
         Some(6) => {
-            let IpAddr::V6(src) = reply_src else {
-                return Err(TooBigError::FamilyMismatch);
+            let src = match reply_src {
+                Some(IpAddr::V6(a)) => a,
+                Some(IpAddr::V4(_)) => return Err(TooBigError::FamilyMismatch),
+                None => {
+                    let d = pkt.get(24..40).ok_or(TooBigError::Malformed)?;
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(d);
+                    Ipv6Addr::from(o)
+                }
             };
             build_v6(pkt, mtu, src, out)
         }
@@ -203,7 +219,7 @@ mod tests {
     fn v4_frag_needed() {
         let p = echo_v4(1500, true);
         let mut out = [0u8; 600];
-        let n = build_too_big(&p, 1399, "10.1.0.1".parse().unwrap(), &mut out).unwrap();
+        let n = build_too_big(&p, 1399, Some("10.1.0.1".parse().unwrap()), &mut out).unwrap();
         assert_eq!(n, 576);
         let r = &out[..n];
         assert_eq!(csum_finish(csum_add(0, &r[..20])), 0, "IP header checksum");
@@ -214,11 +230,14 @@ mod tests {
         assert_eq!(u16::from_be_bytes([r[26], r[27]]), 1399);
         assert_eq!(&r[28..48], &p[..20]);
         assert_eq!(u16::from_be_bytes([r[2], r[3]]) as usize, n);
+        let n = build_too_big(&p, 1399, None, &mut out).unwrap();
+        assert_eq!(&out[12..16], &p[16..20]);
+        assert_eq!(csum_finish(csum_add(0, &out[20..n])), 0);
     }
 
     #[test]
     fn v4_rules() {
-        let me: IpAddr = "10.1.0.1".parse().unwrap();
+        let me = Some("10.1.0.1".parse::<IpAddr>().unwrap());
         let mut out = [0u8; 600];
         assert_eq!(
             build_too_big(&echo_v4(1500, false), 1399, me, &mut out),
@@ -247,7 +266,12 @@ mod tests {
             Err(TooBigError::Suppressed)
         );
         assert_eq!(
-            build_too_big(&echo_v4(1500, true), 1399, "::1".parse().unwrap(), &mut out),
+            build_too_big(
+                &echo_v4(1500, true),
+                1399,
+                Some("::1".parse().unwrap()),
+                &mut out
+            ),
             Err(TooBigError::FamilyMismatch)
         );
         assert_eq!(
@@ -272,7 +296,7 @@ mod tests {
         p[24..40].copy_from_slice(&"2001:db8:2::2".parse::<Ipv6Addr>().unwrap().octets());
         let me: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
         let mut out = [0u8; 1400];
-        let n = build_too_big(&p, 1380, IpAddr::V6(me), &mut out).unwrap();
+        let n = build_too_big(&p, 1380, Some(IpAddr::V6(me)), &mut out).unwrap();
         assert_eq!(n, 1280);
         let r = &out[..n];
         // verify checksum with pseudo-header
@@ -287,8 +311,12 @@ mod tests {
         e[6] = 58;
         e[40] = 1;
         assert_eq!(
-            build_too_big(&e, 1380, IpAddr::V6(me), &mut out),
+            build_too_big(&e, 1380, Some(IpAddr::V6(me)), &mut out),
             Err(TooBigError::Suppressed)
         );
+        // default source: the packet's destination
+        let n = build_too_big(&p, 1380, None, &mut out).unwrap();
+        assert_eq!(&out[8..24], &p[24..40]);
+        assert_eq!(n, 1280);
     }
 }
