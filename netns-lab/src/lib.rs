@@ -126,7 +126,13 @@ fn gate(ok: bool, what: &str) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("netns-lab: {what} is required (CI is set, refusing to skip)");
     }
-    eprintln!("SKIPPED: netns-lab: {what} is required; test skipped (set CI=1 to make this fatal)");
+    // Written to the stderr handle directly (not eprintln!), so the test
+    // harness's output capture does not hide the skip.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: netns-lab: {what} is required; test skipped (set CI=1 to make this fatal)"
+    );
     false
 }
 

@@ -96,7 +96,10 @@ fn status_over_socket_with_permissions_and_cleanup() {
 
     let table = status_text(&path, false, Duration::from_secs(2)).unwrap();
     assert!(table.contains("tunnel: t1 (standby)"), "{table}");
-    assert!(table.contains("spi: in 0x00000001  out 0xffffffff"), "{table}");
+    assert!(
+        table.contains("spi: in 0x00000001  out 0xffffffff"),
+        "{table}"
+    );
     let json = status_text(&path, true, Duration::from_secs(2)).unwrap();
     let back: StatusReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back.uptime_secs, 3);
@@ -115,7 +118,11 @@ fn status_over_socket_with_permissions_and_cleanup() {
         answers.push(serde_json::from_str::<Response>(&line).unwrap());
     }
     assert!(answers[0].ok && !answers[1].ok && answers[2].ok);
-    assert!(answers[1].error.as_deref().unwrap().contains("unknown variant"));
+    assert!(answers[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("unknown variant"));
 
     // an over-long line gets an error and the connection is closed
     let mut s2 = UnixStream::connect(&path).unwrap();
@@ -127,7 +134,11 @@ fn status_over_socket_with_permissions_and_cleanup() {
     let r: Response = serde_json::from_str(&line).unwrap();
     assert!(!r.ok && r.error.unwrap().contains("too long"));
     line.clear();
-    assert_eq!(rd2.read_line(&mut line).unwrap(), 0, "connection not closed");
+    assert_eq!(
+        rd2.read_line(&mut line).unwrap(),
+        0,
+        "connection not closed"
+    );
 
     // a second server on the same live path is refused
     assert!(matches!(
@@ -175,10 +186,17 @@ fn client_limit_and_timeout() {
         .collect();
     std::thread::sleep(Duration::from_millis(200));
     let r = query(&path, &Request::Status, Duration::from_secs(2));
-    assert!(matches!(r, Err(ControlError::Closed) | Err(ControlError::Io(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(ControlError::Closed) | Err(ControlError::Io(_))),
+        "{r:?}"
+    );
     drop(idle);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(query(&path, &Request::Status, Duration::from_secs(2)).unwrap().ok);
+    assert!(
+        query(&path, &Request::Status, Duration::from_secs(2))
+            .unwrap()
+            .ok
+    );
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap();
 

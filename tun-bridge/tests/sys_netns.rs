@@ -4,6 +4,7 @@ use netns_lab::{in_netns, Lab};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tun_bridge::sys::icmp::{build_too_big, needs_too_big};
+use tun_bridge::sys::mss::{clamp_mss, MssClamp};
 use tun_bridge::sys::netlink::{Netlink, Route, RouteTracker};
 use tun_bridge::sys::poll::{Interest, Poller, Token};
 use tun_bridge::sys::tun::{Tun, TunFeatures, TunOptions};
@@ -48,6 +49,19 @@ fn is_echo_request_to(p: &[u8], dst: Ipv4Addr) -> bool {
 }
 
 const HEADROOM: usize = 64;
+
+/// Verify the TCP checksum of an IPv4 packet from scratch.
+fn tcp_checksum_ok(p: &[u8]) -> bool {
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let seg = &p[ihl..total];
+    let mut pseudo = Vec::with_capacity(12 + seg.len());
+    pseudo.extend_from_slice(&p[12..20]);
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(seg);
+    csum(&pseudo) == 0
+}
 
 #[test]
 fn tun_echo_roundtrip_routes_and_too_big() {
@@ -174,7 +188,46 @@ fn tun_echo_roundtrip_routes_and_too_big() {
     .into_owned();
     assert!(cache.contains("mtu 1399"), "route cache: {cache}");
 
-    // 3) tracked routes are removed again
+    // 3) a kernel-generated SYN read from the TUN: its MSS already follows
+    //    the path MTU learned in 2) (1399 - 40 = 1359); clamping it further
+    //    keeps the incrementally updated checksum valid.
+    let syn = std::thread::scope(|s| {
+        let ns2 = ns.clone();
+        let h = s.spawn(move || {
+            in_netns(&ns2, || {
+                let _ = std::net::TcpStream::connect_timeout(
+                    &SocketAddr::new(IpAddr::V4(target), 8080),
+                    Duration::from_millis(1500),
+                );
+            })
+            .expect("in_netns")
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut syn = None;
+        while syn.is_none() && Instant::now() < deadline {
+            poller.wait(Some(Duration::from_millis(100))).unwrap();
+            while let Some(n) = tun.read(&mut buf, HEADROOM).unwrap() {
+                let p = &buf[HEADROOM..HEADROOM + n];
+                if p[0] >> 4 == 4 && p[9] == 6 && p[16..20] == target.octets() && syn.is_none() {
+                    syn = Some(p.to_vec());
+                }
+            }
+        }
+        h.join().unwrap();
+        syn.expect("no SYN read from the TUN")
+    });
+    let mut syn = syn;
+    assert!(tcp_checksum_ok(&syn), "kernel SYN checksum");
+    assert_eq!(
+        clamp_mss(&mut syn, 1200),
+        MssClamp::Clamped {
+            from: 1359,
+            to: 1200
+        }
+    );
+    assert!(tcp_checksum_ok(&syn), "checksum after clamping");
+
+    // 4) tracked routes are removed again
     assert_eq!(routes.routes().len(), 1);
     routes.remove_all().expect("remove routes");
     let shown =
