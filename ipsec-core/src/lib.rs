@@ -5,3 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod replay;
+pub mod selector;
+pub mod spd;
+pub mod wire;
