@@ -110,6 +110,7 @@ impl ReplayWindow {
     }
 
     /// RFC 4303 Appendix A2.1: high-order bits from the window position.
+    #[allow(clippy::int_plus_one)] // written as in the RFC
     fn infer_esn(&self, seql: u32) -> Result<u64, ReplayError> {
         let w = self.size;
         let tl = self.top as u32;
