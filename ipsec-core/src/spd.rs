@@ -11,8 +11,14 @@ use crate::selector::TrafficSelector;
 use crate::wire::FlowKey;
 
 /// Identifies a policy; outbound SAs are bound to one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PolicyId(pub u32);
+
+impl core::hash::Hash for PolicyId {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u32(self.0);
+    }
+}
 
 /// What to do with a packet that matches a policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
