@@ -216,6 +216,15 @@ mod tests {
         assert!(b.set_range(0..1000).is_err());
         assert!(b.load(200, &[0; 1]).is_err());
         let mut small = PacketBuf::new([0u8; 4], 2);
-        assert_eq!(small.push_udp_header(t, UdpEncap { local_port: 1, remote_port: 2 }), Err(WireError::BufferTooSmall));
+        assert_eq!(
+            small.push_udp_header(
+                t,
+                UdpEncap {
+                    local_port: 1,
+                    remote_port: 2
+                }
+            ),
+            Err(WireError::BufferTooSmall)
+        );
     }
 }

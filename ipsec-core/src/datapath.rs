@@ -283,7 +283,10 @@ impl DataPath {
     /// Earliest time-based lifetime deadline over all SAs (linear scan).
     pub fn next_timeout(&self) -> Option<Instant> {
         let i = self.sad.inbound_sas().filter_map(|s| s.next_deadline());
-        let o = self.sad.outbound_sas().filter_map(|(_, s)| s.next_deadline());
+        let o = self
+            .sad
+            .outbound_sas()
+            .filter_map(|(_, s)| s.next_deadline());
         i.chain(o).min()
     }
 

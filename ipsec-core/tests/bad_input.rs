@@ -173,26 +173,53 @@ fn selector_mismatch_is_dropped_and_counted() {
     for suite in SUITES {
         let mut p = common::params(suite, SPI, false, 64);
         p.remote_ts = vec![TrafficSelector::from_prefix("10.1.0.0".parse().unwrap(), 16).unwrap()];
-        p.local_ts = vec![TrafficSelector::from_prefix("10.2.0.0".parse().unwrap(), 16)
-            .unwrap()
-            .with_protocol(ipsec_core::wire::IpProtocol::UDP)
-            .with_ports(53, 53)];
+        p.local_ts = vec![
+            TrafficSelector::from_prefix("10.2.0.0".parse().unwrap(), 16)
+                .unwrap()
+                .with_protocol(ipsec_core::wire::IpProtocol::UDP)
+                .with_ports(53, 53),
+        ];
         let now = Instant::now();
         let out = OutboundSa::new(&p, now).unwrap();
         let inb = InboundSa::new(&p, now).unwrap();
-        let ok = common::ipv4_packet(60, "10.1.0.5".parse().unwrap(), "10.2.0.7".parse().unwrap(), 0);
+        let ok = common::ipv4_packet(
+            60,
+            "10.1.0.5".parse().unwrap(),
+            "10.2.0.7".parse().unwrap(),
+            0,
+        );
         assert_eq!(open(&inb, &seal(&out, &ok)), Ok(()));
-        let wrong_src =
-            common::ipv4_packet(60, "10.9.0.5".parse().unwrap(), "10.2.0.7".parse().unwrap(), 0);
-        assert_eq!(open(&inb, &seal(&out, &wrong_src)), Err(DropReason::SelectorMismatch));
-        let wrong_dst =
-            common::ipv4_packet(60, "10.1.0.5".parse().unwrap(), "10.3.0.7".parse().unwrap(), 0);
-        assert_eq!(open(&inb, &seal(&out, &wrong_dst)), Err(DropReason::SelectorMismatch));
+        let wrong_src = common::ipv4_packet(
+            60,
+            "10.9.0.5".parse().unwrap(),
+            "10.2.0.7".parse().unwrap(),
+            0,
+        );
+        assert_eq!(
+            open(&inb, &seal(&out, &wrong_src)),
+            Err(DropReason::SelectorMismatch)
+        );
+        let wrong_dst = common::ipv4_packet(
+            60,
+            "10.1.0.5".parse().unwrap(),
+            "10.3.0.7".parse().unwrap(),
+            0,
+        );
+        assert_eq!(
+            open(&inb, &seal(&out, &wrong_dst)),
+            Err(DropReason::SelectorMismatch)
+        );
         let mut wrong_port = ok.clone();
         wrong_port[23] = 54;
-        assert_eq!(open(&inb, &seal(&out, &wrong_port)), Err(DropReason::SelectorMismatch));
+        assert_eq!(
+            open(&inb, &seal(&out, &wrong_port)),
+            Err(DropReason::SelectorMismatch)
+        );
         let v6 = common::inner_packet(true, 60, 0);
-        assert_eq!(open(&inb, &seal(&out, &v6)), Err(DropReason::SelectorMismatch));
+        assert_eq!(
+            open(&inb, &seal(&out, &v6)),
+            Err(DropReason::SelectorMismatch)
+        );
         assert_eq!(inb.stats().dropped(DropReason::SelectorMismatch), 4);
         assert_eq!(inb.stats().total_dropped(), 4);
     }
@@ -225,7 +252,11 @@ fn outbound_refusals() {
         out.encapsulate(now, &mut b, 64..100).unwrap_err().reason,
         DropReason::BadInnerPacket
     );
-    assert_eq!(out.last_seq(), 0, "refusals must not consume sequence numbers");
+    assert_eq!(
+        out.last_seq(),
+        0,
+        "refusals must not consume sequence numbers"
+    );
     // Sequence number exhaustion (no ESN): the last number is used once,
     // then the SA is dead.
     let out = OutboundSa::new(&p, now).unwrap();

@@ -70,7 +70,11 @@ fn every_suite_small_and_large() {
 
 #[test]
 fn esn_sequence_numbers_cross_2_pow_32() {
-    for suite in [Suite::AES128_GCM16, Suite::AES128_CBC_HMAC_SHA1_96, Suite::NULL_HMAC_SHA1_96] {
+    for suite in [
+        Suite::AES128_GCM16,
+        Suite::AES128_CBC_HMAC_SHA1_96,
+        Suite::NULL_HMAC_SHA1_96,
+    ] {
         let (out, inb) = common::sa_pair(suite, true, 64);
         let now = Instant::now();
         let inner = common::inner_packet(false, 100, 1);
@@ -98,6 +102,9 @@ fn esn_sequence_numbers_cross_2_pow_32() {
         // A2.3): the receiver guesses the wrong high bits and the ICV fails.
         let r = open(seal(0x3_0000_0002)).unwrap_err();
         assert_eq!(r.reason, ipsec_core::sa::DropReason::AuthFailed);
-        assert_eq!(inb.stats().dropped(ipsec_core::sa::DropReason::AuthFailed), 1);
+        assert_eq!(
+            inb.stats().dropped(ipsec_core::sa::DropReason::AuthFailed),
+            1
+        );
     }
 }

@@ -41,7 +41,11 @@ fn run(size: u32, esn: bool, start: u64, steps: &[i64]) {
     let mut w = ReplayWindow::new(size, esn).unwrap();
     let mut seen = BTreeSet::new();
     let mut cursor = start;
-    let limit = if esn { u64::MAX >> 1 } else { u64::from(u32::MAX) };
+    let limit = if esn {
+        u64::MAX >> 1
+    } else {
+        u64::from(u32::MAX)
+    };
     // The first packet is `start` itself; the walk follows.
     for (i, &d) in steps.iter().enumerate() {
         if i > 0 {
@@ -114,7 +118,11 @@ fn esn_long_walk_over_several_sub_spaces() {
     // Deterministic walk with big forward jumps over 2^32, 2^33 and 3 * 2^32.
     let mut s = Vec::new();
     for i in 0..8000i64 {
-        s.push(if i % 97 == 0 { 1 << 30 } else { (i * 7919) % 3000 - 1400 });
+        s.push(if i % 97 == 0 {
+            1 << 30
+        } else {
+            (i * 7919) % 3000 - 1400
+        });
     }
     run(1024, true, 100, &s);
     run(32, true, 100, &s);

@@ -9,7 +9,11 @@ use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretKey, TunnelEndpoints
 
 /// Deterministic key bytes for tests.
 pub fn key(len: usize, seed: u8) -> SecretKey {
-    SecretKey::new((0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect())
+    SecretKey::new(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect(),
+    )
 }
 
 /// Tunnel endpoints of the given family.
