@@ -2,7 +2,16 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod crypto;
+pub mod endpoint;
 pub mod message;
 pub mod proposal;
+mod sa;
 pub mod ts;
+
+pub use config::{Config, Identity, PeerConfig, Psk, RetransmitPolicy};
+pub use endpoint::{
+    ApiError, AuthFailure, ChildDeleteReason, ChildSa, ConnId, DatagramError, DownReason, Endpoint,
+    Event, IkeSaStats, KeyMaterial, Transmit,
+};

@@ -911,7 +911,10 @@ mod tests {
         // PFS required by us but not offered in CREATE_CHILD_SA.
         let nopfs = parse_esp_proposals("aes128gcm16").unwrap();
         let w = nopfs[0].to_wire(1, 1, true);
-        assert_eq!(select_esp(&esp_ours[..1], std::slice::from_ref(&w), false, None), None);
+        assert_eq!(
+            select_esp(&esp_ours[..1], std::slice::from_ref(&w), false, None),
+            None
+        );
         assert!(select_esp(&esp_ours[..1], &[w], true, None).is_some());
     }
 }
