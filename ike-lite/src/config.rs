@@ -125,6 +125,9 @@ pub struct Config {
     pub natt_port: u16,
     /// Interval of NAT keepalives when this side is behind a NAT.
     pub keepalive_interval: Duration,
+    /// Encrypted messages larger than this (IKE message bytes) are sent as
+    /// RFC 7383 fragments when the peer announced support.
+    pub fragment_size: usize,
 }
 
 impl Default for Config {
@@ -135,6 +138,7 @@ impl Default for Config {
             ike_port: 500,
             natt_port: 4500,
             keepalive_interval: Duration::from_secs(20),
+            fragment_size: 1280,
         }
     }
 }

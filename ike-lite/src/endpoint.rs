@@ -37,24 +37,50 @@ pub struct Transmit {
     pub non_esp_marker: bool,
 }
 
-/// Key material handed to the ESP layer. Zeroized on drop, redacted `Debug`.
+/// Key material of one direction of a Child SA, handed to the ESP layer.
+/// Zeroized on drop, redacted `Debug`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct KeyMaterial(Zeroizing<Vec<u8>>);
+pub struct KeyMaterial {
+    enc: Zeroizing<Vec<u8>>,
+    integ: Zeroizing<Vec<u8>>,
+}
 
 impl KeyMaterial {
-    pub(crate) fn new(v: Vec<u8>) -> Self {
-        KeyMaterial(Zeroizing::new(v))
+    pub(crate) fn new(enc: Vec<u8>, integ: Vec<u8>) -> Self {
+        KeyMaterial {
+            enc: Zeroizing::new(enc),
+            integ: Zeroizing::new(integ),
+        }
     }
-    /// The key bytes: encryption key (with the 4-byte salt for GCM) followed
-    /// by the integrity key, as KEYMAT is laid out by RFC 7296 §2.17.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+
+    /// Encryption key (including the 4-byte salt for AES-GCM).
+    pub fn enc_key(&self) -> &[u8] {
+        &self.enc
+    }
+
+    /// Integrity key (empty for AES-GCM).
+    pub fn integ_key(&self) -> &[u8] {
+        &self.integ
+    }
+
+    /// Builds the ESP cipher for this direction
+    /// ([`Suite::cipher`](ipsec_core::crypto::Suite::cipher)).
+    pub fn cipher(
+        &self,
+        suite: Suite,
+    ) -> Result<Box<dyn ipsec_core::crypto::Cipher>, ipsec_core::crypto::CryptoError> {
+        suite.cipher(&self.enc, &self.integ)
     }
 }
 
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyMaterial(<{} bytes redacted>)", self.0.len())
+        write!(
+            f,
+            "KeyMaterial(<{}+{} bytes redacted>)",
+            self.enc.len(),
+            self.integ.len()
+        )
     }
 }
 
@@ -180,7 +206,7 @@ pub enum Event {
     /// Install this Child SA. For a first SA both directions are usable at
     /// once; for a rekey (`rekey_of` set) accept inbound now but keep
     /// sending on the old SA until [`Event::ChildSaOutboundSwitched`].
-    ChildSaEstablished(ChildSa),
+    ChildSaEstablished(Box<ChildSa>),
     /// Send on `new_spi_out` from now on instead of `old_spi_out`.
     ChildSaOutboundSwitched {
         /// Connection.
@@ -353,7 +379,7 @@ impl Endpoint {
     /// Creates an endpoint.
     pub fn new(config: Config) -> Self {
         let mut secret = Zeroizing::new([0u8; 32]);
-        crate::crypto::fill_random(&mut secret[..]);
+        crate::sa::fill_random(&mut secret[..]);
         Endpoint {
             config,
             peers: Vec::new(),

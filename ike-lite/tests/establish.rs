@@ -1,11 +1,11 @@
 //! IKE_SA_INIT + IKE_AUTH between two in-process endpoints.
 
-mod common;
-use common::*;
+mod net;
 use ike_lite::crypto::DhGroup;
 use ike_lite::message::{ExchangeType, NotifyType, Payload};
 use ike_lite::{AuthFailure, DownReason, Event};
 use ipsec_core::crypto::{EncrId, IntegId, Suite};
+use net::*;
 use std::time::Duration;
 
 fn establish(ike: &str, esp: &str, who: Side) -> Net {
@@ -321,4 +321,124 @@ fn forced_encapsulation() {
     net.initiate(Side::A);
     assert!(children(&net.events_a)[0].udp_encap);
     assert!(children(&net.events_b)[0].udp_encap);
+}
+
+fn skf_count(net: &Net, from: Side) -> usize {
+    net.count_msgs(from, |m| {
+        m.payloads.iter().any(|p| matches!(p, Payload::Fragment(_)))
+    })
+}
+
+#[test]
+fn fragmented_ike_auth_is_reassembled() {
+    let (mut a, mut b) = pair("aes256-sha256-modp2048", "aes256-sha256");
+    // Many selectors make IKE_AUTH big.
+    let many: Vec<_> = (0..40)
+        .map(|i| ike_lite::ts::TrafficSelector::parse(&format!("10.{i}.0.0/16")).unwrap())
+        .collect();
+    a.local_ts = many.clone();
+    b.remote_ts = many;
+    let small = ike_lite::Config {
+        fragment_size: 400,
+        ..Default::default()
+    };
+    let mut net = Net::with_configs(small.clone(), a, small, b);
+    // Lose the second fragment once: the whole message is retransmitted.
+    let mut lost = false;
+    net.fate = Box::new(move |_, t| {
+        let m = ike_lite::message::Message::parse(&t.payload);
+        let second = matches!(m, Ok(m) if m.payloads.iter().any(|p| matches!(p, Payload::Fragment(f) if f.number == 2)));
+        if second && !lost {
+            lost = true;
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    net.initiate(Side::A);
+    net.advance(Duration::from_secs(5));
+    assert!(
+        skf_count(&net, Side::A) >= 2 * 3,
+        "A sent {} fragments",
+        skf_count(&net, Side::A)
+    );
+    assert_eq!(ike_up(&net.events_a), 1);
+    assert_eq!(ike_up(&net.events_b), 1);
+    let ca = &children(&net.events_a)[0];
+    assert_eq!(ca.ts_local.len(), 40);
+    assert_mirrored(ca, &children(&net.events_b)[0]);
+}
+
+#[test]
+fn unknown_critical_payload_in_sa_init() {
+    let (a, b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
+    let mut net = Net::new(a, b);
+    let now = net.now;
+    let conn = net.a_conn;
+    net.a.initiate(now, conn).unwrap();
+    let mut req = net.a.poll_transmit().unwrap().payload;
+    // Append an unknown critical payload (type 222) after the last payload.
+    let msg = ike_lite::message::Message::parse(&req).unwrap();
+    let mut off = ike_lite::message::HEADER_LEN;
+    for _ in 0..msg.payloads.len() - 1 {
+        off += usize::from(u16::from_be_bytes([req[off + 2], req[off + 3]]));
+    }
+    req[off] = 222;
+    req.extend_from_slice(&[0, 0x80, 0, 5, 0xaa]);
+    let len = req.len() as u32;
+    req[24..28].copy_from_slice(&len.to_be_bytes());
+    let r = net.b.handle_datagram(now, addr(B_ADDR), addr(A_ADDR), &req);
+    assert!(r.is_err());
+    let resp = net.b.poll_transmit().expect("answered");
+    let m = ike_lite::message::Message::parse(&resp.payload).unwrap();
+    let n = m
+        .notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD)
+        .expect("notify");
+    assert_eq!(n.data, vec![222]);
+    assert_eq!(net.b.ike_sa_count(), 0);
+    // The same payload without the critical bit is skipped.
+    let n = req.len();
+    req[n - 4] = 0;
+    net.b
+        .handle_datagram(now, addr(B_ADDR), addr(A_ADDR), &req)
+        .unwrap();
+    assert_eq!(net.b.ike_sa_count(), 1);
+}
+
+#[test]
+fn invalid_major_version_answered() {
+    let (a, b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
+    let mut net = Net::new(a, b);
+    let now = net.now;
+    let conn = net.a_conn;
+    net.a.initiate(now, conn).unwrap();
+    let mut req = net.a.poll_transmit().unwrap().payload;
+    req[17] = 0x30;
+    assert!(net
+        .b
+        .handle_datagram(now, addr(B_ADDR), addr(A_ADDR), &req)
+        .is_err());
+    let resp = net.b.poll_transmit().expect("answered");
+    let m = ike_lite::message::Message::parse(&resp.payload).unwrap();
+    assert!(m.notify(NotifyType::INVALID_MAJOR_VERSION).is_some());
+}
+
+#[test]
+fn retransmitted_init_request_gets_cached_answer() {
+    let (a, b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
+    let mut net = Net::new(a, b);
+    let now = net.now;
+    let conn = net.a_conn;
+    net.a.initiate(now, conn).unwrap();
+    let req = net.a.poll_transmit().unwrap().payload;
+    net.b
+        .handle_datagram(now, addr(B_ADDR), addr(A_ADDR), &req)
+        .unwrap();
+    let r1 = net.b.poll_transmit().unwrap();
+    net.b
+        .handle_datagram(now, addr(B_ADDR), addr(A_ADDR), &req)
+        .unwrap();
+    let r2 = net.b.poll_transmit().unwrap();
+    assert_eq!(r1, r2);
+    assert_eq!(net.b.ike_sa_count(), 1);
 }

@@ -1,8 +1,8 @@
 //! CREATE_CHILD_SA, INFORMATIONAL, retransmission, DPD and collisions.
 
-mod common;
-use common::*;
+mod net;
 use ike_lite::{ChildDeleteReason, DownReason, Event};
+use net::*;
 use std::time::Duration;
 
 fn up(esp: &str) -> Net {

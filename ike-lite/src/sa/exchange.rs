@@ -85,7 +85,9 @@ impl IkeSa {
                 }
                 self.decrypt(h, bytes, &msg, false, false)?;
                 if first_frag {
-                    self.transmit(resp, out);
+                    for d in resp {
+                        self.transmit(d, out);
+                    }
                     self.stats.responses_sent += 1;
                 }
                 return Ok(());
@@ -258,30 +260,31 @@ impl IkeSa {
         spi_in: u32,
         spi_out: u32,
         choice: EspChoice,
-        keys: (Vec<u8>, Vec<u8>),
+        keys: (KeyMaterial, KeyMaterial),
         ts_local: Vec<TrafficSelector>,
         ts_remote: Vec<TrafficSelector>,
         rekey_of: Option<u32>,
         out: &mut Out<'_>,
     ) {
         let (key_in, key_out) = keys;
-        out.events.push_back(Event::ChildSaEstablished(ChildSa {
-            conn: self.conn,
-            spi_in,
-            spi_out,
-            suite: choice.suite,
-            key_in: KeyMaterial::new(key_in),
-            key_out: KeyMaterial::new(key_out),
-            esn: choice.esn,
-            ts_local: ts_local.clone(),
-            ts_remote: ts_remote.clone(),
-            local: self.local,
-            remote: self.remote,
-            udp_encap: self.encap,
-            lifetime: peer.child_lifetime,
-            replay_window: peer.replay_window,
-            rekey_of,
-        }));
+        out.events
+            .push_back(Event::ChildSaEstablished(Box::new(ChildSa {
+                conn: self.conn,
+                spi_in,
+                spi_out,
+                suite: choice.suite,
+                key_in,
+                key_out,
+                esn: choice.esn,
+                ts_local: ts_local.clone(),
+                ts_remote: ts_remote.clone(),
+                local: self.local,
+                remote: self.remote,
+                udp_encap: self.encap,
+                lifetime: peer.child_lifetime,
+                replay_window: peer.replay_window,
+                rekey_of,
+            })));
         self.children.push(Child {
             spi_in,
             spi_out,
@@ -391,13 +394,15 @@ impl IkeSa {
         self.conn = ConnId(conn);
         let peer = &peers[conn];
         let idr = peer.local_id.to_payload();
-        let our_auth = glue::auth(
+        let Some(our_auth) = glue::auth(
             keys,
             peer.psk.as_bytes(),
             &self.init_resp,
             &self.ni,
             &idr.body(),
-        );
+        ) else {
+            return fail(self, AuthFailure::BadAuth, out);
+        };
         self.state = State::Established;
         self.set_ike_timers(now, peer, out.config);
         out.events.push_back(Event::IkeSaUp {
@@ -1354,8 +1359,9 @@ impl IkeSa {
                     next = next.min(p.first_sent + peer.dpd_timeout);
                 }
                 p.next_at = next;
-                let d = p.datagram.clone();
-                self.transmit(d, out);
+                for d in p.datagrams.clone() {
+                    self.transmit(d, out);
+                }
                 self.stats.retransmits += 1;
             }
         }

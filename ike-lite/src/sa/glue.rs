@@ -2,6 +2,7 @@
 //! SK sealing and randomness, adapted to what the state machine needs.
 
 use crate::crypto::{self, DhGroup, KeyExchange, PrfId};
+use crate::endpoint::KeyMaterial;
 use crate::proposal::IkeChoice;
 use ipsec_core::crypto::{Cipher, Suite};
 use std::net::SocketAddr;
@@ -18,19 +19,12 @@ pub(crate) struct Keys {
 }
 
 fn finish(keys: crypto::IkeSaKeys, choice: &IkeChoice, initiator: bool) -> Option<Keys> {
-    let ci = keys.cipher_i(choice.suite).ok()?;
-    let cr = keys.cipher_r(choice.suite).ok()?;
-    let (out, inp) = if initiator { (ci, cr) } else { (cr, ci) };
-    let (pl, pr) = if initiator {
-        (&keys.sk_pi, &keys.sk_pr)
-    } else {
-        (&keys.sk_pr, &keys.sk_pi)
-    };
+    let (out, inp) = keys.ciphers(initiator).ok()?;
     Some(Keys {
         prf: choice.prf,
         sk_d: Zeroizing::new(keys.sk_d.to_vec()),
-        sk_p_local: Zeroizing::new(pl.to_vec()),
-        sk_p_remote: Zeroizing::new(pr.to_vec()),
+        sk_p_local: Zeroizing::new(keys.sk_p_own(initiator).to_vec()),
+        sk_p_remote: Zeroizing::new(keys.sk_p_peer(initiator).to_vec()),
         out,
         inp,
     })
@@ -46,7 +40,16 @@ pub(crate) fn derive_ike(
     spi_r: u64,
     initiator: bool,
 ) -> Option<Keys> {
-    let k = crypto::IkeSaKeys::derive(choice.prf, choice.suite, ni, nr, g_ir, spi_i, spi_r).ok()?;
+    let k = crypto::IkeSaKeys::derive(
+        choice.prf,
+        choice.suite,
+        ni,
+        nr,
+        g_ir,
+        spi_i.to_be_bytes(),
+        spi_r.to_be_bytes(),
+    )
+    .ok()?;
     finish(k, choice, initiator)
 }
 
@@ -70,8 +73,8 @@ pub(crate) fn derive_ike_rekey(
         g_ir,
         ni,
         nr,
-        spi_i,
-        spi_r,
+        spi_i.to_be_bytes(),
+        spi_r.to_be_bytes(),
     )
     .ok()?;
     finish(k, choice, initiator)
@@ -84,9 +87,10 @@ pub(crate) fn child_keys(
     ni: &[u8],
     nr: &[u8],
     suite: Suite,
-) -> Option<(Vec<u8>, Vec<u8>)> {
+) -> Option<(KeyMaterial, KeyMaterial)> {
     let k = crypto::child_keymat(keys.prf, &keys.sk_d, g_ir, ni, nr, suite).ok()?;
-    Some((k.i_to_r.to_vec(), k.r_to_i.to_vec()))
+    let conv = |d: &crypto::DirKeys| KeyMaterial::new(d.enc.to_vec(), d.integ.to_vec());
+    Some((conv(&k.i_to_r), conv(&k.r_to_i)))
 }
 
 /// Our AUTH payload data.
@@ -96,7 +100,7 @@ pub(crate) fn auth(
     real_message: &[u8],
     peer_nonce: &[u8],
     id_body: &[u8],
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     crypto::psk_auth(
         keys.prf,
         psk,
@@ -105,7 +109,8 @@ pub(crate) fn auth(
         &keys.sk_p_local,
         id_body,
     )
-    .to_vec()
+    .ok()
+    .map(|v| v.to_vec())
 }
 
 /// Checks the peer's AUTH payload data (constant time inside).
@@ -145,6 +150,16 @@ pub(crate) fn seal(c: &dyn Cipher, msg: &mut Vec<u8>, sk_offset: usize, iv_seed:
     crypto::sk_seal(c, msg, sk_offset, iv_seed).is_ok()
 }
 
+/// Seals one SKF fragment (`hdr_len` 8) in place.
+pub(crate) fn seal_fragment(
+    c: &dyn Cipher,
+    msg: &mut Vec<u8>,
+    sk_offset: usize,
+    iv_seed: u64,
+) -> bool {
+    crypto::sk_seal_with_header_len(c, msg, sk_offset, crypto::SKF_HEADER_LEN, iv_seed).is_ok()
+}
+
 /// Opens an SK (hdr_len 4) or SKF (hdr_len 8) payload in place.
 pub(crate) fn open(
     c: &dyn Cipher,
@@ -157,7 +172,13 @@ pub(crate) fn open(
 
 /// NAT_DETECTION_*_IP hash.
 pub(crate) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
-    crypto::nat_detection_hash(spi_i, spi_r, addr.ip(), addr.port()).to_vec()
+    crypto::nat_detection_hash(
+        &spi_i.to_be_bytes(),
+        &spi_r.to_be_bytes(),
+        addr.ip(),
+        addr.port(),
+    )
+    .to_vec()
 }
 
 /// Stateless cookie (RFC 7296 §2.6): prf(secret, Ni | IPi | SPIi).
@@ -168,7 +189,9 @@ pub(crate) fn cookie(secret: &[u8], ni: &[u8], ip: std::net::IpAddr, spi_i: u64)
         std::net::IpAddr::V6(a) => data.extend_from_slice(&a.octets()),
     }
     data.extend_from_slice(&spi_i.to_be_bytes());
-    crypto::prf(PrfId::HMAC_SHA2_256, secret, &data).to_vec()
+    crypto::prf(PrfId::HMAC_SHA2_256, secret, &data)
+        .map(|v| v.to_vec())
+        .unwrap_or_default()
 }
 
 /// Constant-time equality of two byte strings.
@@ -177,10 +200,16 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Fills `buf` from the OS CSPRNG. Without randomness no SPI, nonce or key
+/// can be made safely, so a broken RNG is a fatal host error.
+pub(crate) fn fill(buf: &mut [u8]) {
+    crypto::fill_random(buf).expect("operating system RNG failed");
+}
+
 /// Random bytes.
 pub(crate) fn random(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
-    crypto::fill_random(&mut v);
+    fill(&mut v);
     v
 }
 
@@ -188,7 +217,7 @@ pub(crate) fn random(n: usize) -> Vec<u8> {
 pub(crate) fn ike_spi() -> u64 {
     loop {
         let mut b = [0u8; 8];
-        crypto::fill_random(&mut b);
+        fill(&mut b);
         let v = u64::from_be_bytes(b);
         if v != 0 {
             return v;
@@ -200,7 +229,7 @@ pub(crate) fn ike_spi() -> u64 {
 pub(crate) fn esp_spi() -> u32 {
     loop {
         let mut b = [0u8; 4];
-        crypto::fill_random(&mut b);
+        fill(&mut b);
         let v = u32::from_be_bytes(b);
         if v > 255 {
             return v;
@@ -211,6 +240,6 @@ pub(crate) fn esp_spi() -> u32 {
 /// A uniform random fraction in 0..1.
 pub(crate) fn fraction() -> f64 {
     let mut b = [0u8; 4];
-    crypto::fill_random(&mut b);
+    fill(&mut b);
     f64::from(u32::from_be_bytes(b)) / (f64::from(u32::MAX) + 1.0)
 }

@@ -4,6 +4,8 @@
 mod exchange;
 mod glue;
 
+pub(crate) use glue::fill as fill_random;
+
 use crate::config::{Identity, PeerConfig};
 use crate::crypto::{DhGroup, KeyExchange};
 use crate::endpoint::{
@@ -13,7 +15,7 @@ use crate::endpoint::{
 use crate::message::{
     find_error_notify, find_notify, parse_payloads, AuthMethod, Delete, ExchangeType, Flags,
     Header, KePayload, Message, Notify, NotifyType, ParseError, Payload, PayloadType, ProtocolId,
-    Reassembler, TsPayload,
+    Reassembler, TsPayload, HEADER_LEN,
 };
 use crate::proposal::{self, EspChoice, EspProposal, IkeChoice, IkeProposal};
 use crate::ts::{self, TrafficSelector};
@@ -66,7 +68,7 @@ enum Req {
 
 struct Pending {
     msg_id: u32,
-    datagram: Vec<u8>,
+    datagrams: Vec<Vec<u8>>,
     req: Req,
     retries: u32,
     first_sent: Instant,
@@ -148,7 +150,7 @@ pub(crate) struct IkeSa {
     pending: Option<Pending>,
     tasks: VecDeque<Task>,
     next_peer_id: u32,
-    last_resp: Option<(u32, Vec<u8>)>,
+    last_resp: Option<(u32, Vec<Vec<u8>>)>,
     reasm: Reassembler,
     reasm_resp: Reassembler,
     children: Vec<Child>,
@@ -392,6 +394,59 @@ impl IkeSa {
         Some(with_marker(self.encap, buf))
     }
 
+    /// Like [`Self::seal`], but splits the message into SKF fragments
+    /// (RFC 7383) when the peer supports them and it exceeds
+    /// `Config::fragment_size`.
+    fn seal_all(
+        &mut self,
+        exchange: ExchangeType,
+        response: bool,
+        msg_id: u32,
+        inner: &[Payload],
+        max: usize,
+    ) -> Option<Vec<Vec<u8>>> {
+        let whole = self.seal(exchange, response, msg_id, inner)?;
+        let marker = if self.encap { 4 } else { 0 };
+        if !self.peer_frag || whole.len() - marker <= max {
+            return Some(vec![whole]);
+        }
+        let keys = self.keys.as_ref()?;
+        let c = keys.out.as_ref();
+        let overhead = HEADER_LEN + 8 + c.iv_len() + c.icv_len() + c.block_len() + 1;
+        let chunk = max.checked_sub(overhead).filter(|c| *c >= 64)?;
+        let mut plain = Vec::new();
+        let first = crate::message::emit_payloads(inner, &mut plain);
+        let total = plain.len().div_ceil(chunk);
+        let total16 = u16::try_from(total).ok()?;
+        let mut out = Vec::with_capacity(total);
+        for (i, part) in plain.chunks(chunk).enumerate() {
+            let mut header = Header::new(
+                self.spi_i,
+                self.spi_r,
+                exchange,
+                self.flags(response),
+                msg_id,
+            );
+            header.next_payload = PayloadType::SKF;
+            let mut buf = vec![0u8; HEADER_LEN];
+            let next = if i == 0 { first } else { PayloadType::NONE };
+            buf.extend_from_slice(&[next.0, 0, 0, 0]);
+            buf.extend_from_slice(&(i as u16 + 1).to_be_bytes());
+            buf.extend_from_slice(&total16.to_be_bytes());
+            buf.extend_from_slice(part);
+            header.length = buf.len() as u32;
+            header.emit(&mut buf[..HEADER_LEN]);
+            let skf_len = (buf.len() - HEADER_LEN) as u16;
+            buf[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&skf_len.to_be_bytes());
+            self.seal_ctr += 1;
+            if !glue::seal_fragment(c, &mut buf, HEADER_LEN, self.seal_ctr) {
+                return None;
+            }
+            out.push(with_marker(self.encap, buf));
+        }
+        Some(out)
+    }
+
     fn respond(
         &mut self,
         exchange: ExchangeType,
@@ -399,9 +454,12 @@ impl IkeSa {
         inner: &[Payload],
         out: &mut Out<'_>,
     ) {
-        if let Some(dgram) = self.seal(exchange, true, msg_id, inner) {
-            self.transmit(dgram.clone(), out);
-            self.last_resp = Some((msg_id, dgram));
+        if let Some(dgrams) = self.seal_all(exchange, true, msg_id, inner, out.config.fragment_size)
+        {
+            for d in &dgrams {
+                self.transmit(d.clone(), out);
+            }
+            self.last_resp = Some((msg_id, dgrams));
             self.stats.responses_sent += 1;
         }
         self.next_peer_id = msg_id.wrapping_add(1);
@@ -417,15 +475,18 @@ impl IkeSa {
         out: &mut Out<'_>,
     ) {
         let msg_id = self.next_req_id;
-        let Some(dgram) = self.seal(exchange, false, msg_id, inner) else {
+        let Some(dgrams) = self.seal_all(exchange, false, msg_id, inner, out.config.fragment_size)
+        else {
             return;
         };
         self.next_req_id += 1;
-        self.transmit(dgram.clone(), out);
+        for d in &dgrams {
+            self.transmit(d.clone(), out);
+        }
         self.stats.requests_sent += 1;
         self.pending = Some(Pending {
             msg_id,
-            datagram: dgram,
+            datagrams: dgrams,
             req,
             retries: 0,
             first_sent: now,
@@ -525,7 +586,7 @@ impl IkeSa {
         self.stats.requests_sent += 1;
         self.pending = Some(Pending {
             msg_id: 0,
-            datagram: bytes,
+            datagrams: vec![bytes],
             req: Req::Init,
             retries: 0,
             first_sent: now,
@@ -543,8 +604,9 @@ impl IkeSa {
             return Err(DatagramError::Unexpected);
         }
         if let Some((_, d)) = &self.last_resp {
-            let d = d.clone();
-            self.transmit(d, out);
+            for d in d.clone() {
+                self.transmit(d, out);
+            }
             self.stats.responses_sent += 1;
         }
         Ok(())
@@ -690,7 +752,7 @@ impl IkeSa {
         let dgram = with_marker(natt, resp);
         sa.transmit(dgram.clone(), out);
         sa.stats.responses_sent += 1;
-        sa.last_resp = Some((0, dgram));
+        sa.last_resp = Some((0, vec![dgram]));
         sa.next_peer_id = 1;
         sa.state = State::HalfOpen;
         sa.half_open_key = Some((h.spi_i, remote));
@@ -818,13 +880,15 @@ impl IkeSa {
             return;
         };
         let idi = peer.local_id.to_payload();
-        let auth = glue::auth(
+        let Some(auth) = glue::auth(
             keys,
             peer.psk.as_bytes(),
             &self.init_req,
             &self.nr,
             &idi.body(),
-        );
+        ) else {
+            return self.down(DownReason::Protocol, out);
+        };
         let child_spi = glue::esp_spi();
         let mut inner = vec![Payload::IdI(idi)];
         if let Some(r) = &peer.remote_id {

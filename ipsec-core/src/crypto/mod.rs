@@ -151,3 +151,30 @@ pub trait Cipher: Send + Sync {
         icv: &[u8],
     ) -> Result<(), CryptoError>;
 }
+
+mod cbc;
+mod gcm;
+mod integ;
+mod null;
+mod suite;
+
+pub use suite::GCM_SALT_LEN;
+
+/// Returns `Err(BadLength)` unless the per-packet slice lengths fit `c`.
+fn check_lengths(
+    c: &dyn Cipher,
+    header: &[u8],
+    esn_hi: Option<u32>,
+    iv: &[u8],
+    payload: &[u8],
+    icv: &[u8],
+) -> Result<(), CryptoError> {
+    if iv.len() != c.iv_len()
+        || icv.len() != c.icv_len()
+        || payload.len() % c.block_len() != 0
+        || (esn_hi.is_some() && header.len() != 8)
+    {
+        return Err(CryptoError::BadLength);
+    }
+    Ok(())
+}
