@@ -134,6 +134,8 @@ pub enum DownReason {
     Timeout,
     /// Authentication failed (see [`Event::AuthenticationFailed`]).
     AuthFailed,
+    /// The peer started over with INITIAL_CONTACT on a new IKE SA.
+    InitialContact,
     /// The peer refused with this error notify during setup.
     Refused(NotifyType),
     /// The peer's answer was unusable (bad proposal, missing payloads, ...).
@@ -645,6 +647,29 @@ impl Endpoint {
             return;
         };
         let spawned = std::mem::take(&mut sa.spawned);
+        if std::mem::take(&mut sa.initial_contact) {
+            let conn = sa.conn;
+            let stale: Vec<u64> = self
+                .sas
+                .iter()
+                .filter(|(k, s)| **k != id && s.conn == conn && s.is_established())
+                .map(|(k, _)| *k)
+                .collect();
+            for k in stale {
+                let mut out = Out {
+                    config: &self.config,
+                    transmits: &mut self.transmits,
+                    events: &mut self.events,
+                };
+                if let Some(s) = self.sas.get_mut(&k) {
+                    s.drop_stale(&mut out);
+                }
+                self.after(k);
+            }
+        }
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
         let done_half_open = sa.half_open_key.is_some() && !sa.is_half_open();
         let dead = sa.dead;
         if done_half_open {

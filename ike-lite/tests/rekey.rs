@@ -353,3 +353,29 @@ fn delete_ike_and_child() {
     }));
     assert_eq!(net.a.ike_sa_count() + net.b.ike_sa_count(), 0);
 }
+
+#[test]
+fn initial_contact_replaces_stale_sa() {
+    let mut net = up("aes128gcm16");
+    let old_b = children(&net.events_b)[0].spi_in;
+    // A restarts (forgets everything) and connects again.
+    let (a, _) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
+    net.a = ike_lite::Endpoint::new(Default::default());
+    net.a_conn = net.a.add_peer(a);
+    net.events_a.clear();
+    net.initiate(Side::A);
+    assert_eq!(ike_up(&net.events_a), 1);
+    assert!(net.events_b.contains(&Event::IkeSaDown {
+        conn: net.b_conn,
+        reason: DownReason::InitialContact
+    }));
+    assert!(net
+        .events_b
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old_b)));
+    assert_eq!(net.b.ike_sa_count(), 1);
+    assert_mirrored(
+        &children(&net.events_a)[0],
+        children(&net.events_b).last().unwrap(),
+    );
+}

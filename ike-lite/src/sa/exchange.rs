@@ -392,6 +392,7 @@ impl IkeSa {
             return fail(self, AuthFailure::BadAuth, out);
         };
         self.conn = ConnId(conn);
+        self.initial_contact = find_notify(inner, NotifyType::INITIAL_CONTACT).is_some();
         let peer = &peers[conn];
         let idr = peer.local_id.to_payload();
         let Some(our_auth) = glue::auth(

@@ -168,6 +168,8 @@ pub(crate) struct IkeSa {
     pub dead: bool,
     /// Key in the endpoint's half-open table.
     pub half_open_key: Option<(u64, SocketAddr)>,
+    /// The peer sent INITIAL_CONTACT: older IKE SAs of this connection go.
+    pub initial_contact: bool,
 }
 
 fn ke_of(payloads: &[Payload]) -> Option<&KePayload> {
@@ -323,6 +325,7 @@ impl IkeSa {
             spawned: Vec::new(),
             dead: false,
             half_open_key: None,
+            initial_contact: false,
         }
     }
 
@@ -492,6 +495,11 @@ impl IkeSa {
             first_sent: now,
             next_at: now + peer.retransmit.initial,
         });
+    }
+
+    /// Drops this SA because the peer restarted (INITIAL_CONTACT on a newer SA).
+    pub fn drop_stale(&mut self, out: &mut Out<'_>) {
+        self.down(DownReason::InitialContact, out);
     }
 
     fn down(&mut self, reason: DownReason, out: &mut Out<'_>) {

@@ -33,6 +33,8 @@ pub enum Fate {
 
 /// Decides the fate of each datagram.
 pub type FateFn = Box<dyn FnMut(Side, &Transmit) -> Fate>;
+/// Rewrites a datagram in flight.
+pub type MutateFn = Box<dyn FnMut(&mut Transmit)>;
 
 pub struct Datagram {
     pub from: Side,
@@ -53,6 +55,8 @@ pub struct Net {
     pub fate: FateFn,
     /// A sits behind a NAT.
     pub nat: bool,
+    /// Rewrites datagrams on the wire (after logging).
+    pub mutate: Option<MutateFn>,
     held: Option<Datagram>,
     wire: VecDeque<Datagram>,
 }
@@ -108,6 +112,7 @@ impl Net {
             log: Vec::new(),
             fate: Box::new(|_, _| Fate::Deliver),
             nat: false,
+            mutate: None,
             held: None,
             wire: VecDeque::new(),
         }
@@ -151,6 +156,9 @@ impl Net {
 
     fn send(&mut self, from: Side, mut t: Transmit) {
         self.log.push((from, t.clone()));
+        if let Some(m) = &mut self.mutate {
+            m(&mut t);
+        }
         // NAT in front of A: rewrite A's source, B's destination.
         if self.nat && from == Side::A {
             t.src = SocketAddr::new(NAT_IP.parse().unwrap(), t.src.port() + 40000);
