@@ -442,3 +442,32 @@ fn retransmitted_init_request_gets_cached_answer() {
     assert_eq!(r1, r2);
     assert_eq!(net.b.ike_sa_count(), 1);
 }
+
+#[test]
+fn esn_negotiated() {
+    let (a, mut b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16-esn");
+    b.esp_proposals = ike_lite::proposal::parse_esp_proposals("aes128gcm16-noesn-esn").unwrap();
+    let mut net = Net::new(a, b);
+    net.initiate(Side::A);
+    assert!(children(&net.events_a)[0].esn);
+    assert!(children(&net.events_b)[0].esn);
+}
+
+#[test]
+fn ipv6_peers_and_selectors() {
+    let mut a = peer("[2001:db8::1]:500", "[2001:db8::2]:500", "a6", "k6-secret");
+    let mut b = peer("[2001:db8::2]:500", "[2001:db8::1]:500", "b6", "k6-secret");
+    a.local_id = ike_lite::Identity::Ipv6("2001:db8::1".parse().unwrap());
+    b.remote_id = Some(ike_lite::Identity::Ipv6("2001:db8::1".parse().unwrap()));
+    a.local_ts = vec![ike_lite::ts::TrafficSelector::parse("2001:db8:a::/48").unwrap()];
+    b.remote_ts = vec![ike_lite::ts::TrafficSelector::any_v6()];
+    let mut net = Net::new(a, b);
+    net.initiate(Side::A);
+    let ca = &children(&net.events_a)[0];
+    assert_eq!(
+        ca.ts_local,
+        vec![ike_lite::ts::TrafficSelector::parse("2001:db8:a::/48").unwrap()]
+    );
+    assert_eq!(ca.ts_remote, vec![ike_lite::ts::TrafficSelector::any_v6()]);
+    assert_mirrored(ca, &children(&net.events_b)[0]);
+}
