@@ -353,3 +353,190 @@ fn tun_bridge_initiator_to_strongswan() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Seconds-of-day of the first log line containing `needle` (tracing's
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` prefix, ANSI colours stripped).
+fn log_time(log: &str, needle: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains(needle))?;
+    let t = line.find('T')?;
+    let hms = line.get(t + 1..t + 16)?;
+    let mut it = hms.split(':');
+    let (h, m, s) = (it.next()?, it.next()?, it.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+fn wait_route(lab: &Lab, ns: &str, needle: &str, timeout: Duration, logs: &dyn Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = routes(lab, ns);
+        if r.contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no route '{needle}' within {timeout:?}:\n{r}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two tunnels with the same subnets form a failover pair: when DPD
+/// declares the primary dead the routes move to the standby, and come back
+/// once the primary is up again (`--failback primary`, the default).
+#[test]
+fn failover_pair_moves_routes_and_fails_back() {
+    if !Lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new().unwrap();
+    let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).unwrap();
+    let dir = lab.state_dir().to_path_buf();
+    let (a1, b1) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
+    // a second WAN prefix (deleting tunnel 1's address must not take it along)
+    let (a2, b2) = ("198.51.100.1".to_string(), "198.51.100.2".to_string());
+    lab.ip_in(
+        &t.gw_a,
+        &["addr", "add", "198.51.100.1/24", "dev", TwoSites::GW_WAN_IF],
+    )
+    .unwrap();
+    lab.ip_in(
+        &t.gw_b,
+        &["addr", "add", "198.51.100.2/24", "dev", TwoSites::GW_WAN_IF],
+    )
+    .unwrap();
+    let opts = "  esp=aes128gcm16\n  dpddelay=1\n  dpdtimeout=3\n  dpdaction=restart\n";
+    let pair = |auto: &str, l1: &str, r1: &str, l2: &str, r2: &str, ls: &str, rs: &str| {
+        format!(
+            "{}\n{}",
+            conf("tunnel1", auto, l1, r1, ls, rs, opts),
+            conf("tunnel2", auto, l2, r2, ls, rs, opts).replace("config setup\n\n", "")
+        )
+    };
+    let sec_b = format!("{}{}", secrets(&b1, &a1), secrets(&b2, &a2));
+    let sec_a = format!("{}{}", secrets(&a1, &b1), secrets(&a2, &b2));
+    let mut gb = Gw::spawn(
+        &t.gw_b,
+        &dir,
+        "b",
+        &pair(
+            "add",
+            &b1,
+            &a1,
+            &b2,
+            &a2,
+            &t.site_b_cidr(),
+            &t.site_a_cidr(),
+        ),
+        &sec_b,
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ga = Gw::spawn(
+        &t.gw_a,
+        &dir,
+        "a",
+        &pair(
+            "start",
+            &a1,
+            &b1,
+            &a2,
+            &b2,
+            &t.site_a_cidr(),
+            &t.site_b_cidr(),
+        ),
+        &sec_a,
+        &["--failback", "primary"],
+    );
+    ga.wait_state("tunnel1", "established", Duration::from_secs(20));
+    ga.wait_state("tunnel2", "established", Duration::from_secs(20));
+    let site_b = t.site_b_cidr();
+    let site_a = t.site_a_cidr();
+    assert!(routes(&lab, &t.gw_a).contains(&format!("{site_b} dev tb-tunnel1")));
+    assert_eq!(ga.tunnel("tunnel2").unwrap()["role"], "standby");
+    assert!(lab
+        .ping(&t.host_a, &t.host_b_addr().to_string(), 2)
+        .unwrap());
+
+    // Cut tunnel 1: B loses its address; both sides' DPD gives up.
+    lab.ip_in(
+        &t.gw_b,
+        &[
+            "addr",
+            "del",
+            &format!("{b1}/24"),
+            "dev",
+            TwoSites::GW_WAN_IF,
+        ],
+    )
+    .unwrap();
+    let logs = || format!("A log:\n{}\nB log:\n{}", ga.log(), gb.log());
+    wait_route(
+        &lab,
+        &t.gw_a,
+        &format!("{site_b} dev tb-tunnel2"),
+        Duration::from_secs(15),
+        &logs,
+    );
+    wait_route(
+        &lab,
+        &t.gw_b,
+        &format!("{site_a} dev tb-tunnel2"),
+        Duration::from_secs(15),
+        &logs,
+    );
+    let a_log = ga.log();
+    let dead = log_time(&a_log, "peer dead").expect("DPD verdict logged");
+    let moved = log_time(&a_log, "failover: routes moved").expect("switch logged");
+    assert!(
+        moved >= dead && moved - dead < 2.0,
+        "switch {moved} vs verdict {dead}"
+    );
+    assert_eq!(ga.tunnel("tunnel2").unwrap()["role"], "active");
+    let mut ok = false;
+    for _ in 0..3 {
+        if lab
+            .ping(&t.host_a, &t.host_b_addr().to_string(), 2)
+            .unwrap()
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "no ping over the standby; {}", logs());
+
+    // Tunnel 1 back: A re-initiates it and fails back.
+    lab.ip_in(
+        &t.gw_b,
+        &[
+            "addr",
+            "add",
+            &format!("{b1}/24"),
+            "dev",
+            TwoSites::GW_WAN_IF,
+        ],
+    )
+    .unwrap();
+    wait_route(
+        &lab,
+        &t.gw_a,
+        &format!("{site_b} dev tb-tunnel1"),
+        Duration::from_secs(40),
+        &logs,
+    );
+    wait_route(
+        &lab,
+        &t.gw_b,
+        &format!("{site_a} dev tb-tunnel1"),
+        Duration::from_secs(10),
+        &logs,
+    );
+    assert!(
+        lab.ping(&t.host_a, &t.host_b_addr().to_string(), 2)
+            .unwrap(),
+        "{}",
+        logs()
+    );
+    assert!(ga.terminate(Duration::from_secs(6)).success());
+    assert!(gb.terminate(Duration::from_secs(6)).success());
+}

@@ -102,6 +102,9 @@ struct Tunnel {
     dp: DataPath,
     policies: Vec<PolicyId>,
     child: Option<Child>,
+    /// Every installed Child SA with both directions usable, oldest first
+    /// (the current one is normally the last).
+    installed: Vec<(Child, Arc<OutboundSa>)>,
     /// Rekeyed SAs waiting for `ChildSaOutboundSwitched`: (spi_out, spi_in, SA).
     pending: Vec<(u32, u32, Arc<OutboundSa>)>,
     ike_up: bool,
@@ -397,6 +400,7 @@ impl Gateway {
                 dp,
                 policies,
                 child: None,
+                installed: Vec::new(),
                 pending: Vec::new(),
                 ike_up: false,
                 connecting: false,
@@ -825,13 +829,14 @@ impl Gateway {
                 if let Some(k) = t.pending.iter().position(|p| p.0 == new_spi_out) {
                     let (spi_out, spi_in, sa) = t.pending.remove(k);
                     t.bind_out(&sa);
-                    let suite = sa.suite();
-                    t.child = Some(Child {
+                    let c = Child {
                         spi_in,
                         spi_out,
-                        suite,
+                        suite: sa.suite(),
                         since: now,
-                    });
+                    };
+                    t.child = Some(c);
+                    t.installed.push((c, sa));
                     t.last_rekey = Some(now);
                     info!(
                         conn = %t.plan.name, old_spi_out = format_args!("{old_spi_out:08x}"),
@@ -852,9 +857,20 @@ impl Gateway {
                 t.retire_in(spi_in);
                 self.by_spi.remove(&spi_in);
                 t.pending.retain(|p| p.0 != spi_out);
+                t.installed.retain(|(c, _)| c.spi_out != spi_out);
                 if t.child.is_some_and(|c| c.spi_out == spi_out) {
-                    t.unbind_out();
-                    t.child = None;
+                    // Fall back to another live Child SA (e.g. of a
+                    // duplicate IKE SA), else stop sending.
+                    match t.installed.last().cloned() {
+                        Some((c, sa)) => {
+                            t.bind_out(&sa);
+                            t.child = Some(c);
+                        }
+                        None => {
+                            t.unbind_out();
+                            t.child = None;
+                        }
+                    }
                 }
                 info!(
                     conn = %t.plan.name, spi_in = format_args!("{spi_in:08x}"),
@@ -889,6 +905,12 @@ impl Gateway {
 
     fn ike_down(&mut self, now: Instant, i: usize, reason: DownReason) {
         let t = &mut self.tunnels[i];
+        if self.ike.ike_spis(t.conn).is_some() {
+            // A duplicate or replacement IKE SA of this connection is still
+            // established: its Child SAs keep the tunnel up.
+            info!(conn = %t.plan.name, ?reason, "IKE SA down (another IKE SA of the connection remains)");
+            return;
+        }
         // Child SAs are reported deleted first; clean up anything left.
         let spis: Vec<u32> = self
             .by_spi
@@ -902,26 +924,39 @@ impl Gateway {
         }
         t.unbind_out();
         t.pending.clear();
+        t.installed.clear();
         t.child = None;
         t.ike_up = false;
         t.connecting = false;
         info!(conn = %t.plan.name, ?reason, "IKE SA down");
-        if self.shutdown_at.is_some() || reason == DownReason::LocalDelete {
+        if self.shutdown_at.is_some()
+            || matches!(reason, DownReason::LocalDelete | DownReason::InitialContact)
+            || t.plan.remote.is_unspecified()
+        {
             return;
         }
-        let restart = t.plan.start == StartMode::Initiate
-            || matches!(
-                t.plan.dpd_action,
-                DpdAction::Restart | DpdAction::RestartByPeer
-            );
-        let exhausted = matches!(t.plan.keying_tries, KeyingTries::Count(n) if t.attempts >= n);
-        if restart && !exhausted && !t.plan.remote.is_unspecified() {
-            let backoff = Duration::from_secs(1 << t.attempts.min(5)).min(Duration::from_secs(30));
-            t.retry_at = Some(now + backoff);
-            info!(conn = %t.plan.name, in_secs = backoff.as_secs(), "will re-initiate");
-        } else if exhausted {
-            warn!(conn = %t.plan.name, attempts = t.attempts, "giving up (keyingtries reached)");
+        let initiator = t.plan.start == StartMode::Initiate;
+        let dpd_restart = matches!(
+            t.plan.dpd_action,
+            DpdAction::Restart | DpdAction::RestartByPeer
+        ) && matches!(reason, DownReason::Timeout);
+        if !initiator && !dpd_restart {
+            return;
         }
+        if matches!(t.plan.keying_tries, KeyingTries::Count(n) if t.attempts >= n) {
+            warn!(conn = %t.plan.name, attempts = t.attempts, "giving up (keyingtries reached)");
+            return;
+        }
+        // Initiators come back fast; listeners wait longer (plus jitter) so
+        // that two ends restarting at once rarely collide.
+        let base = Duration::from_secs(1 << t.attempts.min(5)).min(Duration::from_secs(30));
+        let delay = if initiator {
+            base
+        } else {
+            base.max(Duration::from_secs(5)) + jitter(Duration::from_secs(2))
+        };
+        t.retry_at = Some(now + delay);
+        info!(conn = %t.plan.name, in_ms = delay.as_millis() as u64, "will re-initiate");
     }
 
     fn install_child(&mut self, now: Instant, i: usize, c: &ChildSa) {
@@ -946,14 +981,15 @@ impl Gateway {
             }
         };
         if c.rekey_of.is_none() {
-            t.unbind_out();
             t.bind_out(&out);
-            t.child = Some(Child {
+            let child = Child {
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
                 suite: c.suite,
                 since: now,
-            });
+            };
+            t.child = Some(child);
+            t.installed.push((child, out));
         } else {
             t.pending.push((c.spi_out, c.spi_in, out));
         }
@@ -1122,6 +1158,17 @@ impl Gateway {
             tunnels,
         }
     }
+}
+
+/// A pseudo-random delay below `max` (clock nanoseconds; only to spread
+/// restarts, not for anything secret).
+fn jitter(max: Duration) -> Duration {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let ms = max.as_millis().max(1) as u32;
+    Duration::from_millis(u64::from(n % ms))
 }
 
 /// Sends one ESP packet; returns the drop to count on failure.
