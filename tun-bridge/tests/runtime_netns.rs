@@ -278,7 +278,13 @@ fn tun_bridge_initiator_to_strongswan() {
         &a,
         "aes128gcm16-prfsha256-modp2048",
         PSK.as_bytes(),
-        SwanChild::new("site", &t.site_b_cidr(), &t.site_a_cidr(), "aes128gcm16"),
+        // PFS on rekey (tun-bridge's pfs=yes default adds the IKE group)
+        SwanChild::new(
+            "site",
+            &t.site_b_cidr(),
+            &t.site_a_cidr(),
+            "aes128gcm16-modp2048",
+        ),
     );
     swan.load(&conn).unwrap();
     let extra = "  ike=aes128gcm16-prfsha256-modp2048\n  esp=aes128gcm16\n  encapsulation=yes\n";
@@ -340,6 +346,36 @@ fn tun_bridge_initiator_to_strongswan() {
     let st = ga.tunnel("site").unwrap();
     assert!(st["packets_in"].as_u64().unwrap() >= 3, "{st}");
     assert_eq!(st["esp_algorithms"], "aes128gcm16");
+
+    // strongSwan rekeys the Child SA: make-before-break on our side.
+    swan.rekey_child("site").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rekeyed = loop {
+        let now = ga.tunnel("site").unwrap();
+        if now["spi_in"] != st["spi_in"] && now["state"] == "established" {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rekey: {now}\n{}\n{}",
+            ga.log(),
+            swan.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(rekeyed["last_rekey_secs"].is_u64(), "{rekeyed}");
+    assert!(
+        lab.ping(&t.host_a, &t.host_b_addr().to_string(), 3)
+            .unwrap(),
+        "ping after rekey; {}\n{}",
+        ga.log(),
+        swan.list_sas().unwrap_or_default()
+    );
+    let after = ga.tunnel("site").unwrap();
+    assert!(
+        after["packets_in"].as_u64() > st["packets_in"].as_u64(),
+        "{after}"
+    );
     let code = ga.terminate(Duration::from_secs(6));
     assert!(code.success(), "exit {code}; log:\n{}", ga.log());
     // strongSwan saw our DELETE
