@@ -104,11 +104,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // A replay of the same ESP packet is refused and counted.
-    let sa = b.sad().inbound(0xc0de_0001).ok_or("SA missing")?;
+    buf.load(RECOMMENDED_HEADROOM, &wire)?;
     println!(
-        "B inbound SA stats: {:?} packets, {} bytes",
-        sa.stats().packets,
-        sa.stats().bytes
+        "B, same packet again: {:?}",
+        b.process_inbound_udp(now, &mut buf)
+    );
+    let stats = b.sad().inbound(0xc0de_0001).ok_or("SA missing")?.stats();
+    println!(
+        "B inbound SA stats: {} packets, {} bytes, {} replayed",
+        stats.packets,
+        stats.bytes,
+        stats.dropped(ipsec_core::sa::DropReason::Replayed)
     );
     Ok(())
 }
