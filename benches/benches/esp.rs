@@ -62,24 +62,37 @@ impl Rig {
         }
     }
 
-    /// Encapsulates the packet (copied into place first).
+    fn new_loaded(suite: Suite, len: usize) -> Rig {
+        let mut r = Rig::new(suite, len);
+        r.buf[HEAD..HEAD + len].copy_from_slice(&r.pkt);
+        r
+    }
+
+    /// Encapsulates in place. Only the 20-byte IPv4 header is restored
+    /// between iterations (encapsulation reads just the version nibble; the
+    /// raw seal likewise re-encrypts its own output), so no per-iteration
+    /// copy of the payload is charged to the SA.
     #[inline]
     fn encap(&mut self, now: Instant) -> std::ops::Range<usize> {
         let n = self.pkt.len();
-        self.buf[HEAD..HEAD + n].copy_from_slice(&self.pkt);
+        self.buf[HEAD..HEAD + 20].copy_from_slice(&self.pkt[..20]);
         self.out
             .encapsulate(now, &mut self.buf, HEAD..HEAD + n)
             .expect("encap")
             .esp
     }
 
+    /// Encapsulates and decapsulates in place; decapsulation leaves the
+    /// original inner packet exactly where it was, ready for the next round.
     #[inline]
     fn round_trip(&mut self, now: Instant) {
-        let esp = self.encap(now);
-        let d = self
-            .inb
-            .decapsulate(now, &mut self.buf, esp)
-            .expect("decap");
+        let n = self.pkt.len();
+        let esp = self
+            .out
+            .encapsulate(now, &mut self.buf, HEAD..HEAD + n)
+            .expect("encap")
+            .esp;
+        let d = self.inb.decapsulate(now, &mut self.buf, esp).expect("decap");
         black_box(d.inner);
     }
 }
@@ -159,14 +172,14 @@ fn esp(c: &mut Criterion) {
             g.throughput(Throughput::Bytes(len as u64));
             let mut raw = Raw::new(suite, len);
             g.bench_function(BenchmarkId::new("raw_seal", len), |b| b.iter(|| raw.seal()));
-            let mut rig = Rig::new(suite, len);
+            let mut rig = Rig::new_loaded(suite, len);
             g.bench_function(BenchmarkId::new("encap", len), |b| {
                 b.iter(|| black_box(rig.encap(now)))
             });
             g.bench_function(BenchmarkId::new("raw_seal_open", len), |b| {
                 b.iter(|| raw.seal_open())
             });
-            let mut rig = Rig::new(suite, len);
+            let mut rig = Rig::new_loaded(suite, len);
             g.bench_function(BenchmarkId::new("encap_decap", len), |b| {
                 b.iter(|| rig.round_trip(now))
             });
@@ -205,14 +218,14 @@ fn overhead_report(now: Instant) {
             let mut raw = Raw::new(suite, len);
             let rs = ns_per_op(|| raw.seal(), budget);
             let rso = ns_per_op(|| raw.seal_open(), budget);
-            let mut rig = Rig::new(suite, len);
+            let mut rig = Rig::new_loaded(suite, len);
             let e = ns_per_op(
                 || {
                     black_box(rig.encap(now));
                 },
                 budget,
             );
-            let mut rig = Rig::new(suite, len);
+            let mut rig = Rig::new_loaded(suite, len);
             let ed = ns_per_op(|| rig.round_trip(now), budget);
             println!(
                 "{:<34} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7.1}% {:>7.1}%",
