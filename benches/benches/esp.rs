@@ -92,7 +92,10 @@ impl Rig {
             .encapsulate(now, &mut self.buf, HEAD..HEAD + n)
             .expect("encap")
             .esp;
-        let d = self.inb.decapsulate(now, &mut self.buf, esp).expect("decap");
+        let d = self
+            .inb
+            .decapsulate(now, &mut self.buf, esp)
+            .expect("decap");
         black_box(d.inner);
     }
 }
