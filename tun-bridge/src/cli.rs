@@ -1,0 +1,138 @@
+//! Command-line definition (clap derive). Scripts outside the project call
+//! these subcommands and flags: keep them stable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Default control socket of a running `tun-bridge up`.
+pub const DEFAULT_CONTROL: &str = "/run/tun-bridge.sock";
+
+/// `tun-bridge`: userspace IPsec gateway (TUN + ESP + IKEv2 PSK).
+#[derive(Debug, Parser)]
+#[command(name = "tun-bridge", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring the configured connections up and serve the control socket.
+    Up(UpArgs),
+    /// Show the state of a running instance.
+    Status(StatusArgs),
+    /// Validate ipsec.conf/ipsec.secrets and print the effective settings.
+    Check(CheckArgs),
+    /// Check the host (sysctls, /dev/net/tun, privileges, UDP ports).
+    Doctor(DoctorArgs),
+    /// Run a self-contained demonstration.
+    Demo(DemoArgs),
+}
+
+/// `tun-bridge up`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// ipsec.conf to read.
+    #[arg(long, value_name = "PATH")]
+    pub config: PathBuf,
+    /// ipsec.secrets to read.
+    #[arg(long, value_name = "PATH")]
+    pub secrets: PathBuf,
+    /// Only bring up these connections (repeatable; default: all with auto=start/add/route).
+    #[arg(long = "conn", value_name = "NAME")]
+    pub conns: Vec<String>,
+    /// Control socket path.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
+    /// Write negotiated keys to PATH in Wireshark esp_sa and
+    /// ikev2_decryption_table formats (debugging only: this discloses keys).
+    #[arg(long, value_name = "PATH")]
+    pub log_keys: Option<PathBuf>,
+}
+
+/// `tun-bridge status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Control socket path.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tun-bridge check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// ipsec.conf to read.
+    #[arg(long, value_name = "PATH")]
+    pub config: PathBuf,
+    /// ipsec.secrets to read.
+    #[arg(long, value_name = "PATH")]
+    pub secrets: PathBuf,
+}
+
+/// `tun-bridge doctor` (no arguments).
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {}
+
+/// `tun-bridge demo` (no arguments).
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn contract() {
+        let c = Cli::try_parse_from([
+            "tun-bridge",
+            "up",
+            "--config",
+            "/etc/ipsec.conf",
+            "--secrets",
+            "/etc/ipsec.secrets",
+            "--conn",
+            "Tunnel1",
+            "--conn",
+            "Tunnel2",
+            "--log-keys",
+            "/tmp/keys",
+        ])
+        .unwrap();
+        let Command::Up(u) = c.command else {
+            panic!("not up")
+        };
+        assert_eq!(u.conns, ["Tunnel1", "Tunnel2"]);
+        assert_eq!(u.control, PathBuf::from(DEFAULT_CONTROL));
+        assert_eq!(u.log_keys, Some(PathBuf::from("/tmp/keys")));
+
+        let c = Cli::try_parse_from(["tun-bridge", "status", "--json", "--control", "/x"]).unwrap();
+        let Command::Status(s) = c.command else {
+            panic!("not status")
+        };
+        assert!(s.json);
+        assert_eq!(s.control, PathBuf::from("/x"));
+
+        assert!(Cli::try_parse_from(["tun-bridge", "up", "--config", "c"]).is_err());
+        assert!(Cli::try_parse_from(["tun-bridge", "check", "--config", "c"]).is_err());
+        assert!(Cli::try_parse_from(["tun-bridge", "demo", "extra"]).is_err());
+        assert!(Cli::try_parse_from(["tun-bridge", "doctor", "--config", "c"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["tun-bridge", "doctor"])
+                .unwrap()
+                .command,
+            Command::Doctor(_)
+        ));
+    }
+}

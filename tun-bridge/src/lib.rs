@@ -1,0 +1,16 @@
+//! `tun-bridge`: a userspace IPsec VPN endpoint (TUN device + ESP + IKEv2 PSK)
+//! that reads the `ipsec.conf`/`ipsec.secrets` files AWS hands out.
+//!
+//! Modules: [`config`] (parsing and validation), [`cli`] (command line),
+//! [`check`] and [`doctor`] (diagnostic subcommands), [`runtime`] (`up`,
+//! `status`, `demo`), [`sys`] (TUN, netlink, sockets, epoll) and
+//! [`control`] (the control socket).
+#![deny(missing_docs)]
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod doctor;
+pub mod runtime;
+pub mod sys;

@@ -1,0 +1,160 @@
+//! Runs the `tun-bridge` binary: `check` on the AWS samples and on a broken
+//! file, and `up` on a broken file (fails before any network activity).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(p)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tun-bridge"))
+        .args(args)
+        .output()
+        .expect("run tun-bridge")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_libreswan_sample() {
+    let conf = data("libreswan/ipsec.conf");
+    let sec = data("libreswan/ipsec.secrets");
+    let out = run(&[
+        "check",
+        "--config",
+        conf.to_str().unwrap(),
+        "--secrets",
+        sec.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let aws = data("libreswan/ipsec.d/aws.conf");
+    assert!(
+        stdout.contains(&format!("conn Tunnel1 ({}:1)\n", aws.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("conn Tunnel2 ({}:21)\n", aws.display())));
+    for line in [
+        "  auto           start\n",
+        "  left           %defaultroute\n",
+        "  leftid         198.51.100.10\n",
+        "  right          203.0.113.11\n",
+        "  leftsubnet     192.168.0.0/16\n",
+        "  rightsubnet    10.0.0.0/16\n",
+        "  ike            aes128-sha1;modp1024\n",
+        "  esp            aes128-sha1;modp1024\n",
+        "  ikelifetime    8h\n",
+        "  salifetime     1h\n",
+        "  rekeymargin    9m\n",
+        "  dpd            delay 10s timeout 30s action restart_by_peer\n",
+        "  keyingtries    %forever\n",
+        "  replay-window  32\n",
+        "  psk            <set, 32 bytes>\n",
+        "configuration OK: 2 connection(s)",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("example_psk") && !stderr.contains("example_psk"));
+    assert!(
+        stderr.contains(&format!("{}:12: warning: auth=esp", aws.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_strongswan_sample() {
+    let conf = data("strongswan/ipsec.conf");
+    let sec = data("strongswan/ipsec.secrets");
+    let out = run(&[
+        "check",
+        "--config",
+        conf.to_str().unwrap(),
+        "--secrets",
+        sec.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("  ike-version    ikev1 requested, ikev2 used\n"));
+    assert!(stdout.contains("  mark           100/0xffffffff\n"));
+    assert!(stdout.contains(
+        "  tunnel         name Tunnel1 local 169.254.10.2/30 remote 169.254.10.1/30 mark 100 routes 10.0.0.0/16\n"
+    ));
+    assert!(stderr.contains(&format!(
+        "{}:22: warning: keyexchange=ikev1: IKEv1 is not implemented yet",
+        conf.display()
+    )));
+}
+
+fn broken_files(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tb-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ipsec.conf");
+    let sec = dir.join("ipsec.secrets");
+    std::fs::write(
+        &conf,
+        "conn t\n\tauthby=secret\n\tauto=start\n\tleft=%defaultroute\n\tright=203.0.113.5\n\tikelifetime=forever\n\tfrobnicate=yes\n",
+    )
+    .unwrap();
+    std::fs::write(&sec, "203.0.113.5 : PSK \"secret-value\"\n").unwrap();
+    (dir, conf, sec)
+}
+
+#[test]
+fn check_reports_every_error_with_file_and_line() {
+    let (dir, conf, sec) = broken_files("check");
+    let out = run(&[
+        "check",
+        "--config",
+        conf.to_str().unwrap(),
+        "--secrets",
+        sec.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let c = conf.display();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("{c}:6: invalid value 'forever' for 'ikelifetime': expected a duration like 8h, 54m, 28800s or 3600")
+    );
+    assert_eq!(
+        lines[1],
+        format!("{c}:7: unknown key 'frobnicate' in conn section")
+    );
+    assert!(!stderr.contains("secret-value"));
+}
+
+#[test]
+fn up_rejects_a_broken_configuration() {
+    let (dir, conf, sec) = broken_files("up");
+    let out = run(&[
+        "up",
+        "--config",
+        conf.to_str().unwrap(),
+        "--secrets",
+        sec.to_str().unwrap(),
+        "--control",
+        dir.join("ctl.sock").to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{}:7: unknown key 'frobnicate'", conf.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors() {
+    assert_eq!(run(&["check"]).status.code(), Some(2));
+    assert_eq!(run(&["demo", "--config", "x"]).status.code(), Some(2));
+}
