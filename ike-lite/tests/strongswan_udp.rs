@@ -172,7 +172,7 @@ impl Driver {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::ChildSaEstablished(c) => Some(c),
+                Event::ChildSaEstablished(c) => Some(&**c),
                 _ => None,
             })
             .collect()
