@@ -37,5 +37,5 @@ pub fn status(_args: StatusArgs) -> Result<(), Error> {
 
 /// `tun-bridge demo`.
 pub fn demo(_args: DemoArgs) -> Result<(), Error> {
-    Err(NOT_LINKED.into())
+    crate::demo::run().map_err(Into::into)
 }
