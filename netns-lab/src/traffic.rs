@@ -112,6 +112,21 @@ pub fn tcp_transfer(
     bytes: u64,
     timeout: Duration,
 ) -> Result<TransferReport> {
+    tcp_transfer_paced(src_ns, dst_ns, dst, port, bytes, None, timeout)
+}
+
+/// Like [`tcp_transfer`], but the sender writes at most `pace` bytes per
+/// second (when given), so that a transfer of `bytes` lasts about
+/// `bytes / pace` seconds — e.g. to span rekeys.
+pub fn tcp_transfer_paced(
+    src_ns: &str,
+    dst_ns: &str,
+    dst: Ipv4Addr,
+    port: u16,
+    bytes: u64,
+    pace: Option<u64>,
+    timeout: Duration,
+) -> Result<TransferReport> {
     let deadline = Instant::now() + timeout;
     let stall = Duration::from_secs(10).min(timeout);
     let listener = in_netns(dst_ns, || TcpListener::bind((dst, port)))?
@@ -176,7 +191,16 @@ pub fn tcp_transfer(
         let mut buf = vec![0u8; 64 * 1024];
         let mut sent = 0u64;
         let mut last = Instant::now();
+        let t_send = Instant::now();
         while sent < bytes {
+            if let Some(rate) = pace.filter(|r| *r > 0) {
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                let el = t_send.elapsed();
+                if due > el {
+                    std::thread::sleep(due - el);
+                }
+                last = Instant::now();
+            }
             let k = (bytes - sent).min(buf.len() as u64) as usize;
             f.fill(&mut buf[..k]);
             h.update(&buf[..k]);
