@@ -4,4 +4,12 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod buf;
 pub mod crypto;
+pub mod datapath;
+pub mod replay;
+pub mod sa;
+pub mod sad;
+pub mod selector;
+pub mod spd;
+pub mod wire;

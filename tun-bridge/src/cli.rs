@@ -51,6 +51,10 @@ pub struct UpArgs {
     /// ikev2_decryption_table formats (debugging only: this discloses keys).
     #[arg(long, value_name = "PATH")]
     pub log_keys: Option<PathBuf>,
+    /// After a failover, when to move traffic back to the first tunnel of
+    /// a pair: `primary` (as soon as it is up again) or `never`.
+    #[arg(long, value_name = "POLICY", default_value = "primary")]
+    pub failback: crate::runtime::failover::Failback,
 }
 
 /// `tun-bridge status`.

@@ -625,6 +625,21 @@ impl RouteTracker {
         Ok(())
     }
 
+    /// Install or replace `r` (same destination, prefix and table, e.g.
+    /// another device) and track it in place of the route it replaces.
+    pub fn replace(&mut self, r: Route) -> Result<(), NetlinkError> {
+        self.nl.replace_route(&r)?;
+        match self
+            .routes
+            .iter_mut()
+            .find(|t| t.dst == r.dst && t.prefix_len == r.prefix_len && t.table == r.table)
+        {
+            Some(t) => *t = r,
+            None => self.routes.push(r),
+        }
+        Ok(())
+    }
+
     /// Currently tracked routes.
     pub fn routes(&self) -> &[Route] {
         &self.routes

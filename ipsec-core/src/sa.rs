@@ -1,0 +1,1024 @@
+//! ESP security associations: parameters, lifetimes, counters, and the
+//! per-packet tunnel-mode encapsulation and decapsulation (RFC 4303).
+//!
+//! An SA is one direction. [`OutboundSa`] and [`InboundSa`] process packets
+//! through `&self` (atomic sequence number and counters, a mutex around the
+//! replay window) so an SA can be shared across threads behind an `Arc`.
+//! Buffers belong to the caller; nothing here allocates per packet.
+
+use core::fmt;
+use core::net::IpAddr;
+use core::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{Cipher, CryptoError, Suite};
+use crate::replay::{ReplayError, ReplayWindow, DEFAULT_WINDOW};
+use crate::selector::{SelectorError, TrafficSelector};
+use crate::wire::{esp, EspTrailer, FlowKey, IpProtocol, WireError};
+
+/// Key material (encryption or integrity key): zeroized on drop, redacted in
+/// `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretKey(Zeroizing<Vec<u8>>);
+
+impl SecretKey {
+    /// Wraps key bytes.
+    pub fn new(bytes: Vec<u8>) -> SecretKey {
+        SecretKey(Zeroizing::new(bytes))
+    }
+
+    /// Copies key bytes.
+    pub fn from_slice(bytes: &[u8]) -> SecretKey {
+        SecretKey::new(bytes.to_vec())
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Key length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty key (NULL encryption, no integrity key).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey({} bytes, redacted)", self.0.len())
+    }
+}
+
+/// One set of limits; `None` means unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Inner (plaintext) bytes processed.
+    pub bytes: Option<u64>,
+    /// Packets processed.
+    pub packets: Option<u64>,
+    /// Time since installation.
+    pub time: Option<Duration>,
+}
+
+/// Soft and hard lifetimes (RFC 4301 §4.4.2.1). Reaching a soft limit raises
+/// [`Expiry::Soft`] once (time to rekey); reaching a hard limit raises
+/// [`Expiry::Hard`] once and the SA refuses every further packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Soft limits.
+    pub soft: Limits,
+    /// Hard limits.
+    pub hard: Limits,
+}
+
+/// Which lifetime limit was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Expiry {
+    /// A soft limit: rekey now, the SA keeps working.
+    Soft,
+    /// A hard limit (or sequence number exhaustion): the SA is dead.
+    Hard,
+}
+
+/// Outer addresses of an ESP tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TunnelEndpoints {
+    /// Our outer address.
+    pub local: IpAddr,
+    /// The peer's outer address.
+    pub remote: IpAddr,
+}
+
+/// UDP encapsulation (RFC 3948) ports, when NAT traversal is active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpEncap {
+    /// Our UDP port (normally 4500).
+    pub local_port: u16,
+    /// The peer's UDP port (4500, or whatever a NAT mapped it to).
+    pub remote_port: u16,
+}
+
+/// Everything needed to install one direction of a Child SA. The IKE layer
+/// fills this from the negotiated proposal, KEYMAT and traffic selectors.
+#[derive(Clone, Debug)]
+pub struct SaParams {
+    /// SPI carried in the ESP header (chosen by the receiver of this SA).
+    pub spi: u32,
+    /// Encryption and integrity algorithms.
+    pub suite: Suite,
+    /// Encryption key (for AES-GCM including the 4-byte salt).
+    pub enc_key: SecretKey,
+    /// Integrity key (empty for AES-GCM).
+    pub integ_key: SecretKey,
+    /// Extended (64-bit) sequence numbers.
+    pub esn: bool,
+    /// Anti-replay window size, 32..=4096 (inbound SAs only).
+    pub replay_window: u32,
+    /// Soft and hard lifetimes.
+    pub lifetime: Lifetime,
+    /// Local-side traffic selectors (inner source outbound, destination inbound).
+    pub local_ts: Vec<TrafficSelector>,
+    /// Remote-side traffic selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Outer tunnel addresses.
+    pub tunnel: TunnelEndpoints,
+    /// UDP encapsulation ports, or `None` for raw ESP (IP protocol 50).
+    pub udp_encap: Option<UdpEncap>,
+}
+
+impl SaParams {
+    /// Parameters with defaults: no ESN, a 1024-packet replay window, no
+    /// lifetimes, no UDP encapsulation, and "any" selectors of the tunnel's
+    /// family on both sides.
+    pub fn new(
+        spi: u32,
+        suite: Suite,
+        enc_key: SecretKey,
+        integ_key: SecretKey,
+        tunnel: TunnelEndpoints,
+    ) -> SaParams {
+        let any = match tunnel.remote {
+            IpAddr::V4(_) => TrafficSelector::any_v4(),
+            IpAddr::V6(_) => TrafficSelector::any_v6(),
+        };
+        SaParams {
+            spi,
+            suite,
+            enc_key,
+            integ_key,
+            esn: false,
+            replay_window: DEFAULT_WINDOW,
+            lifetime: Lifetime::default(),
+            local_ts: vec![any],
+            remote_ts: vec![any],
+            tunnel,
+            udp_encap: None,
+        }
+    }
+}
+
+/// Why an SA could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaError {
+    /// The suite or key material was refused by the crypto provider.
+    Crypto(CryptoError),
+    /// The replay window size is outside 32..=4096.
+    BadReplayWindow,
+    /// A traffic selector is malformed.
+    BadSelector(SelectorError),
+    /// An inbound SA needs at least one selector on each side.
+    NoSelectors,
+    /// The tunnel endpoints are of different address families.
+    MixedTunnelFamilies,
+    /// SPIs 0..=255 are reserved (RFC 4303 §2.1).
+    ReservedSpi,
+    /// The SPI is already installed (SAD).
+    DuplicateSpi,
+}
+
+impl fmt::Display for SaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaError::Crypto(e) => write!(f, "crypto: {e}"),
+            SaError::BadReplayWindow => f.write_str("replay window not in 32..=4096"),
+            SaError::BadSelector(e) => write!(f, "traffic selector: {e}"),
+            SaError::NoSelectors => f.write_str("no traffic selectors"),
+            SaError::MixedTunnelFamilies => f.write_str("tunnel endpoints mix IPv4 and IPv6"),
+            SaError::ReservedSpi => f.write_str("SPI in the reserved range 0..=255"),
+            SaError::DuplicateSpi => f.write_str("SPI already installed"),
+        }
+    }
+}
+
+impl std::error::Error for SaError {}
+
+impl From<CryptoError> for SaError {
+    fn from(e: CryptoError) -> SaError {
+        SaError::Crypto(e)
+    }
+}
+
+/// Why a packet was dropped. Each SA (and the data path, for drops that
+/// happen before an SA is known) counts drops per reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Too short for the ESP header, IV, trailer and ICV (or an empty/short
+    /// UDP/4500 payload).
+    Truncated,
+    /// Ciphertext length not a multiple of the cipher block.
+    BadLength,
+    /// No inbound SA with this SPI.
+    UnknownSpi,
+    /// The ICV did not verify.
+    AuthFailed,
+    /// Pad length out of range or padding bytes not 1, 2, 3, ...
+    BadPadding,
+    /// Sequence number already received.
+    Replayed,
+    /// Sequence number left of the replay window.
+    TooOld,
+    /// The inner packet does not match the SA's traffic selectors.
+    SelectorMismatch,
+    /// Inner IP version disagrees with the ESP next header.
+    WrongInnerVersion,
+    /// Inner packet malformed (bad header, length disagrees with payload).
+    BadInnerPacket,
+    /// ESP next header is neither IPv4 (4) nor IPv6 (41).
+    UnsupportedNextHeader,
+    /// A dummy packet (next header 59, RFC 4303 §2.6), discarded silently.
+    DummyPacket,
+    /// The SA reached a hard lifetime.
+    SaExpired,
+    /// The outbound sequence number space is exhausted (the SA is now hard
+    /// expired; sequence numbers never wrap).
+    SeqExhausted,
+    /// No SPD policy matches the packet.
+    NoPolicy,
+    /// The matching policy says DISCARD.
+    PolicyDiscard,
+    /// PROTECT policy without an SA yet (an ACQUIRE was or will be raised).
+    NoSa,
+    /// Not enough headroom or tailroom in the caller's buffer.
+    BufferTooSmall,
+    /// The crypto provider refused the operation (should not happen with
+    /// buffers sized by this crate).
+    CryptoFailure,
+}
+
+impl DropReason {
+    /// Number of variants (size of a per-reason counter array).
+    pub const COUNT: usize = 19;
+    /// Every reason, in counter-index order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Truncated,
+        DropReason::BadLength,
+        DropReason::UnknownSpi,
+        DropReason::AuthFailed,
+        DropReason::BadPadding,
+        DropReason::Replayed,
+        DropReason::TooOld,
+        DropReason::SelectorMismatch,
+        DropReason::WrongInnerVersion,
+        DropReason::BadInnerPacket,
+        DropReason::UnsupportedNextHeader,
+        DropReason::DummyPacket,
+        DropReason::SaExpired,
+        DropReason::SeqExhausted,
+        DropReason::NoPolicy,
+        DropReason::PolicyDiscard,
+        DropReason::NoSa,
+        DropReason::BufferTooSmall,
+        DropReason::CryptoFailure,
+    ];
+
+    /// Index of this reason in a counter array.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl From<ReplayError> for DropReason {
+    fn from(e: ReplayError) -> DropReason {
+        match e {
+            ReplayError::Replayed => DropReason::Replayed,
+            ReplayError::TooOld => DropReason::TooOld,
+        }
+    }
+}
+
+/// Live counters of one SA (or of a whole data path), readable while
+/// traffic flows.
+#[derive(Debug, Default)]
+pub struct Counters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    drops: [AtomicU64; DropReason::COUNT],
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets successfully processed.
+    pub packets: u64,
+    /// Inner (plaintext) bytes successfully processed.
+    pub bytes: u64,
+    /// Drops, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Stats {
+    /// Drops for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// Sum of all drops.
+    pub fn total_dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+impl Counters {
+    /// Counts one processed packet of `bytes` inner bytes; returns the new
+    /// packet and byte totals.
+    #[inline]
+    pub fn count_packet(&self, bytes: usize) -> (u64, u64) {
+        let p = self.packets.fetch_add(1, Ordering::Relaxed) + 1;
+        let b = self.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        (p, b)
+    }
+
+    /// Counts one drop.
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> Stats {
+        let mut s = Stats {
+            packets: self.packets.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            drops: [0; DropReason::COUNT],
+        };
+        for (d, c) in s.drops.iter_mut().zip(&self.drops) {
+            *d = c.load(Ordering::Relaxed);
+        }
+        s
+    }
+}
+
+/// Lifetime bookkeeping shared by both directions.
+#[derive(Debug)]
+struct LifetimeState {
+    lifetime: Lifetime,
+    installed: Instant,
+    soft_fired: AtomicBool,
+    hard_fired: AtomicBool,
+}
+
+fn reached(limit: Option<u64>, v: u64) -> bool {
+    limit.is_some_and(|l| v >= l)
+}
+
+fn time_reached(limit: Option<Duration>, age: Duration) -> bool {
+    limit.is_some_and(|l| age >= l)
+}
+
+impl LifetimeState {
+    fn new(lifetime: Lifetime, installed: Instant) -> Self {
+        LifetimeState {
+            lifetime,
+            installed,
+            soft_fired: AtomicBool::new(false),
+            hard_fired: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    fn is_dead(&self) -> bool {
+        self.hard_fired.load(Ordering::Relaxed)
+    }
+
+    /// Marks the SA hard-expired; returns the event if this call did it.
+    fn kill(&self) -> Option<Expiry> {
+        (!self.hard_fired.swap(true, Ordering::AcqRel)).then_some(Expiry::Hard)
+    }
+
+    fn soften(&self) -> Option<Expiry> {
+        (!self.soft_fired.swap(true, Ordering::AcqRel)).then_some(Expiry::Soft)
+    }
+
+    /// Time check before processing; returns (dead, event).
+    #[inline]
+    fn check_time(&self, now: Instant) -> (bool, Option<Expiry>) {
+        if self.is_dead() {
+            return (true, None);
+        }
+        let (soft, hard) = (self.lifetime.soft.time, self.lifetime.hard.time);
+        if soft.is_none() && hard.is_none() {
+            return (false, None);
+        }
+        let age = now.saturating_duration_since(self.installed);
+        if time_reached(hard, age) {
+            return (true, self.kill());
+        }
+        if time_reached(soft, age) && !self.soft_fired.load(Ordering::Relaxed) {
+            return (false, self.soften());
+        }
+        (false, None)
+    }
+
+    /// Volume check after a packet was counted.
+    #[inline]
+    fn after_packet(&self, packets: u64, bytes: u64) -> Option<Expiry> {
+        let h = &self.lifetime.hard;
+        if reached(h.packets, packets) || reached(h.bytes, bytes) {
+            return self.kill();
+        }
+        let s = &self.lifetime.soft;
+        if (reached(s.packets, packets) || reached(s.bytes, bytes))
+            && !self.soft_fired.load(Ordering::Relaxed)
+        {
+            return self.soften();
+        }
+        None
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.is_dead() {
+            return None;
+        }
+        let soft = if self.soft_fired.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.lifetime.soft.time
+        };
+        [soft, self.lifetime.hard.time]
+            .into_iter()
+            .flatten()
+            .map(|d| self.installed + d)
+            .min()
+    }
+}
+
+fn validate_common(p: &SaParams) -> Result<(), SaError> {
+    if p.spi <= 255 {
+        return Err(SaError::ReservedSpi);
+    }
+    if p.tunnel.local.is_ipv4() != p.tunnel.remote.is_ipv4() {
+        return Err(SaError::MixedTunnelFamilies);
+    }
+    for ts in p.local_ts.iter().chain(&p.remote_ts) {
+        ts.validate().map_err(SaError::BadSelector)?;
+    }
+    Ok(())
+}
+
+/// Largest sequence number an SA may send.
+fn max_seq(esn: bool) -> u64 {
+    if esn {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    }
+}
+
+/// A successfully encapsulated packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encapsulated {
+    /// Where the ESP packet (SPI through ICV) now lies in the buffer.
+    pub esp: Range<usize>,
+    /// The sequence number used.
+    pub seq: u64,
+    /// A lifetime event this packet triggered (raised once per SA).
+    pub event: Option<Expiry>,
+}
+
+/// Outbound (sending) direction of an ESP SA in tunnel mode.
+pub struct OutboundSa {
+    spi: u32,
+    esn: bool,
+    cipher: Box<dyn Cipher>,
+    iv_len: usize,
+    icv_len: usize,
+    block_len: usize,
+    /// Last sequence number used (the next packet gets `seq + 1`).
+    seq: AtomicU64,
+    tunnel: TunnelEndpoints,
+    udp_encap: Option<UdpEncap>,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+    life: LifetimeState,
+    counters: Counters,
+}
+
+impl fmt::Debug for OutboundSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("suite", &self.cipher.suite())
+            .field("esn", &self.esn)
+            .field("seq", &self.seq.load(Ordering::Relaxed))
+            .field("tunnel", &self.tunnel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Headroom an ESP header plus IV needs in front of the inner packet.
+pub const ESP_MAX_HEADROOM: usize = esp::HEADER_LEN + 16;
+/// Tailroom the ESP trailer and ICV need (padding up to 15 bytes with a
+/// 16-byte block, 2 trailer bytes, ICV up to 32 bytes).
+pub const ESP_MAX_TAILROOM: usize = 15 + esp::TRAILER_LEN + 32;
+
+impl OutboundSa {
+    /// Creates the SA, keying the cipher through [`Suite::cipher`].
+    pub fn new(params: &SaParams, now: Instant) -> Result<OutboundSa, SaError> {
+        let cipher = params
+            .suite
+            .cipher(params.enc_key.as_bytes(), params.integ_key.as_bytes())?;
+        OutboundSa::with_cipher(params, cipher, now)
+    }
+
+    /// Creates the SA around an already keyed cipher (custom crypto
+    /// providers); `params.suite` and the keys are not used.
+    pub fn with_cipher(
+        params: &SaParams,
+        cipher: Box<dyn Cipher>,
+        now: Instant,
+    ) -> Result<OutboundSa, SaError> {
+        validate_common(params)?;
+        Ok(OutboundSa {
+            spi: params.spi,
+            esn: params.esn,
+            iv_len: cipher.iv_len(),
+            icv_len: cipher.icv_len(),
+            block_len: cipher.block_len(),
+            cipher,
+            seq: AtomicU64::new(0),
+            tunnel: params.tunnel,
+            udp_encap: params.udp_encap,
+            local_ts: params.local_ts.clone(),
+            remote_ts: params.remote_ts.clone(),
+            life: LifetimeState::new(params.lifetime, now),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    /// The suite.
+    pub fn suite(&self) -> Suite {
+        self.cipher.suite()
+    }
+
+    /// Outer addresses.
+    pub fn tunnel(&self) -> TunnelEndpoints {
+        self.tunnel
+    }
+
+    /// UDP encapsulation ports, if any.
+    pub fn udp_encap(&self) -> Option<UdpEncap> {
+        self.udp_encap
+    }
+
+    /// Local traffic selectors.
+    pub fn local_ts(&self) -> &[TrafficSelector] {
+        &self.local_ts
+    }
+
+    /// Remote traffic selectors.
+    pub fn remote_ts(&self) -> &[TrafficSelector] {
+        &self.remote_ts
+    }
+
+    /// True once a hard lifetime was reached.
+    pub fn is_expired(&self) -> bool {
+        self.life.is_dead()
+    }
+
+    /// Counter snapshot.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// The live counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Last sequence number used (0 before the first packet).
+    pub fn last_seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Moves the sequence counter forward so the next packet uses
+    /// `next_seq` (never backwards: numbers are never reused). Useful to
+    /// test sequence-space boundaries; the receiver just sees a gap.
+    pub fn skip_to(&self, next_seq: u64) {
+        self.seq
+            .fetch_max(next_seq.saturating_sub(1), Ordering::AcqRel);
+    }
+
+    /// Bytes of header + IV in front of the inner packet.
+    pub fn overhead_front(&self) -> usize {
+        esp::HEADER_LEN + self.iv_len
+    }
+
+    /// Exact ESP packet length for an inner packet of `inner_len` bytes.
+    pub fn esp_len(&self, inner_len: usize) -> usize {
+        let pad = usize::from(EspTrailer::pad_len_for(inner_len, self.block_len));
+        self.overhead_front() + inner_len + pad + esp::TRAILER_LEN + self.icv_len
+    }
+
+    /// Time-based lifetime check without a packet (timers).
+    pub fn poll_lifetime(&self, now: Instant) -> Option<Expiry> {
+        self.life.check_time(now).1
+    }
+
+    /// Next instant at which a time lifetime fires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.life.next_deadline()
+    }
+
+    /// Encapsulates the IP packet at `buf[inner]` in place (tunnel mode).
+    ///
+    /// `buf` must have [`OutboundSa::overhead_front`] bytes before
+    /// `inner.start` and room after `inner.end` for padding, trailer and ICV
+    /// ([`ESP_MAX_HEADROOM`]/[`ESP_MAX_TAILROOM`] always suffice). On success
+    /// the ESP packet lies at the returned range. Drops are counted on the SA;
+    /// on a drop the buffer content is unspecified.
+    pub fn encapsulate(
+        &self,
+        now: Instant,
+        buf: &mut [u8],
+        inner: Range<usize>,
+    ) -> Result<Encapsulated, Dropped> {
+        let mut event = None;
+        match self.encapsulate_inner(now, buf, inner, &mut event) {
+            Ok(mut e) => {
+                e.event = event;
+                Ok(e)
+            }
+            Err(reason) => {
+                self.counters.count_drop(reason);
+                Err(Dropped { reason, event })
+            }
+        }
+    }
+
+    fn encapsulate_inner(
+        &self,
+        now: Instant,
+        buf: &mut [u8],
+        inner: Range<usize>,
+        event: &mut Option<Expiry>,
+    ) -> Result<Encapsulated, DropReason> {
+        let (dead, ev) = self.life.check_time(now);
+        *event = ev;
+        if dead {
+            return Err(DropReason::SaExpired);
+        }
+        if inner.start > inner.end || inner.end > buf.len() {
+            return Err(DropReason::BufferTooSmall);
+        }
+        let inner_len = inner.len();
+        let next_header = match buf.get(inner.start).map(|b| b >> 4) {
+            Some(4) => IpProtocol::IPV4,
+            Some(6) => IpProtocol::IPV6,
+            _ => return Err(DropReason::BadInnerPacket),
+        };
+        let front = self.overhead_front();
+        let start = inner
+            .start
+            .checked_sub(front)
+            .ok_or(DropReason::BufferTooSmall)?;
+        let pad_len = EspTrailer::pad_len_for(inner_len, self.block_len);
+        let payload_end = inner.end + usize::from(pad_len) + esp::TRAILER_LEN;
+        let end = payload_end + self.icv_len;
+        if end > buf.len() {
+            return Err(DropReason::BufferTooSmall);
+        }
+        // Sequence numbers never wrap: exhaustion is a hard expiry.
+        let max = max_seq(self.esn);
+        let seq = match self
+            .seq
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                s.checked_add(1).filter(|n| *n <= max)
+            }) {
+            Ok(prev) => prev + 1,
+            Err(_) => {
+                if let Some(e) = self.life.kill() {
+                    *event = Some(e);
+                }
+                return Err(DropReason::SeqExhausted);
+            }
+        };
+        let pkt = &mut buf[start..end];
+        pkt[0..4].copy_from_slice(&self.spi.to_be_bytes());
+        pkt[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        let payload_len = payload_end - inner.start;
+        let (header, rest) = pkt.split_at_mut(esp::HEADER_LEN);
+        let (iv, rest) = rest.split_at_mut(self.iv_len);
+        let (payload, icv) = rest.split_at_mut(payload_len);
+        EspTrailer {
+            pad_len,
+            next_header,
+        }
+        .emit(&mut payload[inner_len..])
+        .map_err(|_| DropReason::BufferTooSmall)?;
+        let esn_hi = self.esn.then_some((seq >> 32) as u32);
+        self.cipher
+            .seal(header, esn_hi, seq, iv, payload, icv)
+            .map_err(|_| DropReason::CryptoFailure)?;
+        let (p, b) = self.counters.count_packet(inner_len);
+        if let Some(e) = self.life.after_packet(p, b) {
+            *event = Some(e);
+        } else if seq == max {
+            // Last number used: the SA cannot send again.
+            *event = self.life.kill().or(*event);
+        } else if seq >= max - max / 16 {
+            // 15/16 of the space used: ask for a rekey.
+            *event = self.life.soften().or(*event);
+        }
+        Ok(Encapsulated {
+            esp: start..end,
+            seq,
+            event: None,
+        })
+    }
+}
+
+/// IP version of an inner packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpVersion {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// A successfully decapsulated packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decapsulated {
+    /// Where the inner IP packet lies in the buffer.
+    pub inner: Range<usize>,
+    /// Its IP version.
+    pub version: IpVersion,
+    /// Its addresses, protocol and ports.
+    pub flow: FlowKey,
+    /// The full (ESN-inferred) sequence number.
+    pub seq: u64,
+    /// A lifetime event this packet triggered (raised once per SA).
+    pub event: Option<Expiry>,
+}
+
+/// A drop with the lifetime event (if any) the attempt raised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// Why the packet was dropped.
+    pub reason: DropReason,
+    /// A lifetime event raised while processing it.
+    pub event: Option<Expiry>,
+}
+
+/// Inbound (receiving) direction of an ESP SA in tunnel mode.
+pub struct InboundSa {
+    spi: u32,
+    esn: bool,
+    cipher: Box<dyn Cipher>,
+    iv_len: usize,
+    icv_len: usize,
+    block_len: usize,
+    replay: Mutex<ReplayWindow>,
+    tunnel: TunnelEndpoints,
+    udp_encap: Option<UdpEncap>,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+    life: LifetimeState,
+    counters: Counters,
+}
+
+impl fmt::Debug for InboundSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("suite", &self.cipher.suite())
+            .field("esn", &self.esn)
+            .field("tunnel", &self.tunnel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InboundSa {
+    /// Creates the SA, keying the cipher through [`Suite::cipher`].
+    pub fn new(params: &SaParams, now: Instant) -> Result<InboundSa, SaError> {
+        let cipher = params
+            .suite
+            .cipher(params.enc_key.as_bytes(), params.integ_key.as_bytes())?;
+        InboundSa::with_cipher(params, cipher, now)
+    }
+
+    /// Creates the SA around an already keyed cipher.
+    pub fn with_cipher(
+        params: &SaParams,
+        cipher: Box<dyn Cipher>,
+        now: Instant,
+    ) -> Result<InboundSa, SaError> {
+        validate_common(params)?;
+        if params.local_ts.is_empty() || params.remote_ts.is_empty() {
+            return Err(SaError::NoSelectors);
+        }
+        let replay =
+            ReplayWindow::new(params.replay_window, params.esn).ok_or(SaError::BadReplayWindow)?;
+        Ok(InboundSa {
+            spi: params.spi,
+            esn: params.esn,
+            iv_len: cipher.iv_len(),
+            icv_len: cipher.icv_len(),
+            block_len: cipher.block_len(),
+            cipher,
+            replay: Mutex::new(replay),
+            tunnel: params.tunnel,
+            udp_encap: params.udp_encap,
+            local_ts: params.local_ts.clone(),
+            remote_ts: params.remote_ts.clone(),
+            life: LifetimeState::new(params.lifetime, now),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    /// The suite.
+    pub fn suite(&self) -> Suite {
+        self.cipher.suite()
+    }
+
+    /// Outer addresses.
+    pub fn tunnel(&self) -> TunnelEndpoints {
+        self.tunnel
+    }
+
+    /// UDP encapsulation ports, if any.
+    pub fn udp_encap(&self) -> Option<UdpEncap> {
+        self.udp_encap
+    }
+
+    /// Local traffic selectors.
+    pub fn local_ts(&self) -> &[TrafficSelector] {
+        &self.local_ts
+    }
+
+    /// Remote traffic selectors.
+    pub fn remote_ts(&self) -> &[TrafficSelector] {
+        &self.remote_ts
+    }
+
+    /// True once a hard lifetime was reached.
+    pub fn is_expired(&self) -> bool {
+        self.life.is_dead()
+    }
+
+    /// Counter snapshot.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// The live counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Highest authenticated sequence number.
+    pub fn replay_top(&self) -> u64 {
+        self.window().top()
+    }
+
+    /// Time-based lifetime check without a packet (timers).
+    pub fn poll_lifetime(&self, now: Instant) -> Option<Expiry> {
+        self.life.check_time(now).1
+    }
+
+    /// Next instant at which a time lifetime fires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.life.next_deadline()
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, ReplayWindow> {
+        self.replay.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True if the inner flow (remote → local) is covered by the selectors.
+    pub fn selectors_match(&self, f: &FlowKey) -> bool {
+        self.remote_ts.iter().any(|t| t.matches_src(f))
+            && self.local_ts.iter().any(|t| t.matches_dst(f))
+    }
+
+    /// Decapsulates the ESP packet at `buf[esp]` in place: replay check,
+    /// ICV verification and decryption, replay commit, trailer and padding
+    /// check, inner packet validation and selector check. On success the
+    /// inner IP packet lies at the returned range. Drops are counted on the
+    /// SA.
+    pub fn decapsulate(
+        &self,
+        now: Instant,
+        buf: &mut [u8],
+        esp: Range<usize>,
+    ) -> Result<Decapsulated, Dropped> {
+        let mut event = None;
+        let r = self.decapsulate_inner(now, buf, esp, &mut event);
+        match r {
+            Ok(mut d) => {
+                d.event = event;
+                Ok(d)
+            }
+            Err(reason) => {
+                self.counters.count_drop(reason);
+                Err(Dropped { reason, event })
+            }
+        }
+    }
+
+    fn decapsulate_inner(
+        &self,
+        now: Instant,
+        buf: &mut [u8],
+        esp: Range<usize>,
+        event: &mut Option<Expiry>,
+    ) -> Result<Decapsulated, DropReason> {
+        let (dead, ev) = self.life.check_time(now);
+        *event = ev;
+        if dead {
+            return Err(DropReason::SaExpired);
+        }
+        let pkt = buf.get_mut(esp.clone()).ok_or(DropReason::Truncated)?;
+        let front = esp::HEADER_LEN + self.iv_len;
+        let min = front + esp::TRAILER_LEN + self.icv_len;
+        if pkt.len() < min {
+            return Err(DropReason::Truncated);
+        }
+        let payload_len = pkt.len() - front - self.icv_len;
+        if payload_len % self.block_len.max(4) != 0 {
+            return Err(DropReason::BadLength);
+        }
+        let seq_low = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+        // Check before spending work on the crypto.
+        let seq = self.window().check(seq_low)?;
+        let (header, rest) = pkt.split_at_mut(esp::HEADER_LEN);
+        let (iv, rest) = rest.split_at_mut(self.iv_len);
+        let (payload, icv) = rest.split_at_mut(payload_len);
+        let esn_hi = self.esn.then_some((seq >> 32) as u32);
+        self.cipher
+            .open(header, esn_hi, iv, payload, icv)
+            .map_err(|e| match e {
+                CryptoError::AuthFailed => DropReason::AuthFailed,
+                CryptoError::BadLength => DropReason::BadLength,
+                _ => DropReason::CryptoFailure,
+            })?;
+        // Authenticated: commit (re-checks against concurrent packets).
+        self.window().commit(seq)?;
+        let (trailer, inner_len) = EspTrailer::parse(payload).map_err(|e| match e {
+            WireError::Truncated => DropReason::Truncated,
+            _ => DropReason::BadPadding,
+        })?;
+        let inner = &payload[..inner_len];
+        let version = match trailer.next_header {
+            IpProtocol::IPV4 => IpVersion::V4,
+            IpProtocol::IPV6 => IpVersion::V6,
+            IpProtocol::NO_NEXT_HEADER => return Err(DropReason::DummyPacket),
+            _ => return Err(DropReason::UnsupportedNextHeader),
+        };
+        let want = match version {
+            IpVersion::V4 => 4,
+            IpVersion::V6 => 6,
+        };
+        match inner.first() {
+            None => return Err(DropReason::BadInnerPacket),
+            Some(b) if b >> 4 != want => return Err(DropReason::WrongInnerVersion),
+            Some(_) => {}
+        }
+        let (flow, total) = FlowKey::parse(inner).map_err(|_| DropReason::BadInnerPacket)?;
+        if total != inner_len {
+            return Err(DropReason::BadInnerPacket);
+        }
+        if !self.selectors_match(&flow) {
+            return Err(DropReason::SelectorMismatch);
+        }
+        let (p, b) = self.counters.count_packet(inner_len);
+        if let Some(e) = self.life.after_packet(p, b) {
+            *event = Some(e);
+        }
+        let start = esp.start + front;
+        Ok(Decapsulated {
+            inner: start..start + inner_len,
+            version,
+            flow,
+            seq,
+            event: None,
+        })
+    }
+}

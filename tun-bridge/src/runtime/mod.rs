@@ -1,0 +1,111 @@
+//! Entry points of the `up`, `status` and `demo` subcommands, and the
+//! runtime behind `up`.
+//!
+//! * [`plan`]: validated configuration → per-connection plans (addresses,
+//!   PSKs, ike-lite peer configs, TUN names/MTUs, routes, failover groups).
+//! * [`packet`]: the per-packet path (buffers + `&DataPath`, no IO).
+//! * [`gateway`]: the epoll loop, IKE event handling, SA installation,
+//!   failover, shutdown.
+//! * [`failover`]: active/standby choice for tunnel pairs.
+//! * [`keylog`]: `--log-keys` in Wireshark formats.
+
+pub mod failover;
+pub mod gateway;
+pub mod keylog;
+pub mod packet;
+pub mod plan;
+
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::cli::{DemoArgs, StatusArgs, UpArgs};
+use crate::config::{self, FsLoader, ProposalKind, ResolveOptions};
+use crate::control::{self, ControlServer};
+use crate::sys::poll::{Poller, SignalFd};
+
+/// Error type of the runtime entry points.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// `tun-bridge up`: loads and validates the configuration (a configuration
+/// error never touches the system), plans the selected connections, then
+/// brings them up and runs until SIGTERM/SIGINT.
+pub fn up(args: UpArgs) -> Result<(), Error> {
+    let check: &dyn Fn(ProposalKind, &str) -> Result<(), String> = &plan::proposal_check;
+    let opts = ResolveOptions {
+        proposal_check: Some(check),
+    };
+    let loaded = config::load_with(&args.config, &args.secrets, &FsLoader, &opts)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let cfg = &loaded.config;
+    let selected = plan::select_conns(cfg, &args.conns)
+        .map_err(|e| format!("{e} (in {})", args.config.display()))?;
+
+    // From here on the system is touched.
+    let mut plans = Vec::with_capacity(selected.len());
+    for (c, mode) in selected {
+        let hint = c.local.ip();
+        let remote =
+            plan::resolve_remote(&c.remote, hint).map_err(|e| format!("conn {}: {e}", c.name))?;
+        let local = match c.local.ip() {
+            Some(ip) => ip,
+            None if remote.is_unspecified() => {
+                return Err(format!(
+                    "conn {}: left=%defaultroute needs a concrete right=",
+                    c.name
+                )
+                .into())
+            }
+            None => plan::resolve_local(remote)
+                .map_err(|e| format!("conn {}: no route to {remote}: {e}", c.name))?,
+        };
+        if c.local.ip().is_none() {
+            info!(conn = %c.name, %local, "left=%defaultroute resolved");
+        }
+        let raw_esp = true; // decided per socket in Gateway::start
+        plans.push(
+            plan::plan_conn(c, mode, local, remote, &cfg.secrets, raw_esp)
+                .map_err(|e| format!("conn {}: {e}", c.name))?,
+        );
+    }
+    let groups = plan::failover_groups(&plans);
+    let keylog = match &args.log_keys {
+        Some(p) => {
+            tracing::warn!(path = %p.display(), "--log-keys: writing ESP keys (IKE keys are not exposed by ike-lite)");
+            Some(keylog::KeyLog::open(p).map_err(|e| format!("--log-keys {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    // Block the signals before anything else could spawn threads.
+    let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT])?;
+    let mut poller = Poller::new(256)?;
+    let mut control = ControlServer::bind(&args.control)
+        .map_err(|e| format!("control socket {}: {e}", args.control.display()))?;
+    let mut gw = gateway::Gateway::start(
+        plans,
+        groups,
+        gateway::StartOptions {
+            failback: args.failback,
+            keylog,
+        },
+        &poller,
+    )?;
+    info!(control = %args.control.display(), "up");
+    gw.run(&mut poller, &signals, &mut control)?;
+    info!("stopped");
+    Ok(())
+}
+
+/// `tun-bridge status [--json]`: asks a running `up` over its control socket.
+pub fn status(args: StatusArgs) -> Result<(), Error> {
+    let s = control::status_text(&args.control, args.json, Duration::from_secs(5))?;
+    print!("{s}");
+    Ok(())
+}
+
+/// `tun-bridge demo`: provided by a separate change; not available here.
+pub fn demo(_args: DemoArgs) -> Result<(), Error> {
+    Err("demo is not available in this build".into())
+}
