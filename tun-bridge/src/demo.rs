@@ -285,14 +285,21 @@ fn step(n: u32, text: impl fmt::Display) {
     let _ = std::io::stdout().flush();
 }
 
-/// Runs the demo; see the module documentation. Everything it creates
-/// (namespaces, processes, files) is removed before it returns.
+/// Runs the demo with this executable as the gateways' `tun-bridge`; see
+/// the module documentation. Everything it creates (namespaces, processes,
+/// files) is removed before it returns.
 pub fn run() -> Result<(), DemoError> {
+    let exe = std::env::current_exe().map_err(DemoError::CurrentExe)?;
+    run_with(&exe)
+}
+
+/// Runs the demo with `exe` as the `tun-bridge` binary of both gateways
+/// (tests pass the binary under test).
+pub fn run_with(exe: &Path) -> Result<(), DemoError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(DemoError::NotRoot);
     }
-    let exe = std::env::current_exe().map_err(DemoError::CurrentExe)?;
     let t_start = Instant::now();
 
     step(
