@@ -128,6 +128,11 @@ pub struct Config {
     /// Encrypted messages larger than this (IKE message bytes) are sent as
     /// RFC 7383 fragments when the peer announced support.
     pub fragment_size: usize,
+    /// Emit [`Event::IkeSaSecrets`](crate::Event::IkeSaSecrets) and answer
+    /// [`Endpoint::ike_sa_secrets`](crate::Endpoint::ike_sa_secrets), so
+    /// that a driver can log IKE keys for Wireshark. Debugging only; off by
+    /// default (the keys are then not even kept beyond the SK ciphers).
+    pub export_ike_keys: bool,
 }
 
 impl Default for Config {
@@ -139,6 +144,7 @@ impl Default for Config {
             natt_port: 4500,
             keepalive_interval: Duration::from_secs(20),
             fragment_size: 1280,
+            export_ike_keys: false,
         }
     }
 }

@@ -8,7 +8,9 @@
 //! [`Endpoint::poll_event`] and [`Endpoint::poll_timeout`].
 
 use crate::config::{Config, PeerConfig};
+use crate::crypto::SecretBytes;
 use crate::message::{FragError, Header, NotifyType, ParseError, HEADER_LEN};
+use crate::proposal::IkeChoice;
 use crate::sa::{self, IkeSa};
 use crate::ts::TrafficSelector;
 use core::fmt;
@@ -188,6 +190,8 @@ pub enum Event {
         initiator: bool,
         /// Whether NAT-T is in use.
         udp_encap: bool,
+        /// The negotiated algorithms ([`IkeChoice::name`] renders them).
+        algorithms: IkeChoice,
     },
     /// An IKE SA was rekeyed (Child SAs moved to the new one).
     IkeSaRekeyed {
@@ -197,7 +201,13 @@ pub enum Event {
         old: (u64, u64),
         /// SPIs (initiator, responder) of the new SA.
         new: (u64, u64),
+        /// The algorithms of the new SA.
+        algorithms: IkeChoice,
     },
+    /// The secrets of a new IKE SA (after [`Event::IkeSaUp`] or
+    /// [`Event::IkeSaRekeyed`]), for decrypting captures. Only produced
+    /// when [`Config::export_ike_keys`] is set.
+    IkeSaSecrets(Box<IkeSaSecrets>),
     /// An IKE SA is gone (its Child SAs were reported deleted before).
     IkeSaDown {
         /// Connection.
@@ -258,6 +268,29 @@ pub enum Event {
         /// The peer is behind a NAT.
         remote_behind_nat: bool,
     },
+}
+
+/// The keys of one IKE SA as Wireshark's "IKEv2 Decryption Table" needs
+/// them (SPIs, SK_e and SK_a per direction, algorithms). Produced only when
+/// [`Config::export_ike_keys`] is set; zeroized on drop, redacted `Debug`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IkeSaSecrets {
+    /// Connection.
+    pub conn: ConnId,
+    /// Initiator SPI.
+    pub spi_i: u64,
+    /// Responder SPI.
+    pub spi_r: u64,
+    /// Negotiated algorithms (`suite` tells the SK_e / SK_a algorithms).
+    pub algorithms: IkeChoice,
+    /// Encryption key initiator to responder (incl. the GCM salt).
+    pub sk_ei: SecretBytes,
+    /// Encryption key responder to initiator (incl. the GCM salt).
+    pub sk_er: SecretBytes,
+    /// Integrity key initiator to responder (empty for AES-GCM).
+    pub sk_ai: SecretBytes,
+    /// Integrity key responder to initiator (empty for AES-GCM).
+    pub sk_ar: SecretBytes,
 }
 
 /// Per-IKE-SA counters.
@@ -521,6 +554,38 @@ impl Endpoint {
     pub fn ike_spis(&self, conn: ConnId) -> Option<(u64, u64)> {
         let id = self.established(conn).ok()?;
         self.sas.get(&id).map(|s| (s.spi_i, s.spi_r))
+    }
+
+    /// The negotiated algorithms of `conn`'s established IKE SA.
+    pub fn ike_algorithms(&self, conn: ConnId) -> Option<IkeChoice> {
+        let id = self.established(conn).ok()?;
+        self.sas.get(&id).and_then(|s| s.algorithms())
+    }
+
+    /// The secrets of `conn`'s established IKE SA; `None` unless
+    /// [`Config::export_ike_keys`] is set.
+    pub fn ike_sa_secrets(&self, conn: ConnId) -> Option<IkeSaSecrets> {
+        if !self.config.export_ike_keys {
+            return None;
+        }
+        let id = self.established(conn).ok()?;
+        self.sas.get(&id).and_then(|s| s.secrets())
+    }
+
+    /// When `conn`'s established IKE SA will start its rekey (the time
+    /// chosen with fuzz when it was established); `None` when no rekey is
+    /// scheduled (one is running, or the SA is not established).
+    pub fn ike_rekey_at(&self, conn: ConnId) -> Option<Instant> {
+        let id = self.established(conn).ok()?;
+        self.sas.get(&id).and_then(|s| s.rekey_at())
+    }
+
+    /// When the Child SA with inbound SPI `spi_in` will be rekeyed (chosen
+    /// with fuzz when it was installed); `None` when unknown, replaced, or
+    /// its rekey is already running.
+    pub fn child_rekey_at(&self, conn: ConnId, spi_in: u32) -> Option<Instant> {
+        let id = self.established(conn).ok()?;
+        self.sas.get(&id).and_then(|s| s.child_rekey_at(spi_in))
     }
 
     /// Number of IKE SAs held (any state).

@@ -23,5 +23,5 @@ pub mod ts;
 pub use config::{Config, Identity, PeerConfig, Psk, RetransmitPolicy};
 pub use endpoint::{
     ApiError, AuthFailure, ChildDeleteReason, ChildSa, ConnId, DatagramError, DownReason, Endpoint,
-    Event, IkeSaStats, KeyMaterial, Transmit,
+    Event, IkeSaSecrets, IkeSaStats, KeyMaterial, Transmit,
 };

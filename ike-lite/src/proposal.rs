@@ -87,6 +87,71 @@ pub struct IkeChoice {
     pub dh: DhGroup,
 }
 
+impl IkeChoice {
+    /// strongSwan-style proposal name of the negotiated algorithms, e.g.
+    /// `aes128gcm16-prfsha256-modp2048` or `aes128-sha1-modp1024`. The PRF
+    /// is omitted when it is the one that belongs to the integrity
+    /// algorithm (as strongSwan infers it), so for every group that
+    /// [`parse_ike_proposals`] knows the name parses back to a proposal
+    /// holding exactly this choice.
+    pub fn name(&self) -> String {
+        let mut s = String::from(self.suite.name());
+        let implied = match self.suite.integ {
+            IntegId::HMAC_SHA1_96 => Some(PrfId::HMAC_SHA1),
+            IntegId::HMAC_SHA2_256_128 => Some(PrfId::HMAC_SHA2_256),
+            IntegId::HMAC_SHA2_384_192 => Some(PrfId::HMAC_SHA2_384),
+            IntegId::HMAC_SHA2_512_256 => Some(PrfId::HMAC_SHA2_512),
+            _ => None,
+        };
+        if implied != Some(self.prf) {
+            s.push('-');
+            s.push_str(&prf_name(self.prf));
+        }
+        s.push('-');
+        s.push_str(&dh_name(self.dh));
+        s
+    }
+}
+
+impl fmt::Display for IkeChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// `prfsha256` etc. (strongSwan keywords).
+fn prf_name(p: PrfId) -> String {
+    match p {
+        PrfId::HMAC_SHA1 => "prfsha1".into(),
+        PrfId::HMAC_SHA2_256 => "prfsha256".into(),
+        PrfId::HMAC_SHA2_384 => "prfsha384".into(),
+        PrfId::HMAC_SHA2_512 => "prfsha512".into(),
+        PrfId(n) => format!("prf{n}"),
+    }
+}
+
+/// `modp2048`, `ecp256`, `curve25519` etc. (strongSwan keywords).
+fn dh_name(g: DhGroup) -> String {
+    let name = match g.0 {
+        2 => "modp1024",
+        5 => "modp1536",
+        14 => "modp2048",
+        15 => "modp3072",
+        16 => "modp4096",
+        17 => "modp6144",
+        18 => "modp8192",
+        19 => "ecp256",
+        20 => "ecp384",
+        21 => "ecp521",
+        22 => "modp1024s160",
+        23 => "modp2048s224",
+        24 => "modp2048s256",
+        31 => "curve25519",
+        n => return format!("dh{n}"),
+    };
+    name.into()
+}
+
 /// The algorithms chosen for a Child SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EspChoice {

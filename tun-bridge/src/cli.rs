@@ -47,8 +47,10 @@ pub struct UpArgs {
     /// Control socket path.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
     pub control: PathBuf,
-    /// Write negotiated keys to PATH in Wireshark esp_sa and
-    /// ikev2_decryption_table formats (debugging only: this discloses keys).
+    /// Write negotiated keys in Wireshark's esp_sa and ikev2_decryption_table
+    /// formats (debugging only: this discloses keys): into PATH/esp_sa and
+    /// PATH/ikev2_decryption_table if PATH is a directory, else into PATH
+    /// and PATH.ikev2_decryption_table.
     #[arg(long, value_name = "PATH")]
     pub log_keys: Option<PathBuf>,
     /// After a failover, when to move traffic back to the first tunnel of

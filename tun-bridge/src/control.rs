@@ -145,7 +145,7 @@ pub struct TunnelStatus {
     pub local_addr: IpAddr,
     /// Remote outer address.
     pub remote_addr: IpAddr,
-    /// Negotiated IKE algorithms (e.g. `AES_GCM_16-128/PRF_HMAC_SHA2_256/MODP_2048`).
+    /// Negotiated IKE algorithms (e.g. `aes128gcm16-prfsha256-modp2048`).
     pub ike_algorithms: Option<String>,
     /// Negotiated ESP algorithms.
     pub esp_algorithms: Option<String>,
@@ -166,7 +166,7 @@ pub struct TunnelStatus {
     pub drops: BTreeMap<String, u64>,
     /// Seconds since the last rekey.
     pub last_rekey_secs: Option<u64>,
-    /// Seconds until the next rekey.
+    /// Seconds until the current Child SA's scheduled rekey.
     pub next_rekey_secs: Option<u64>,
 }
 

@@ -163,8 +163,7 @@ fn tun_bridge_to_tun_bridge() {
     let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).unwrap();
     let dir = lab.state_dir().to_path_buf();
     let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
-    let esp =
-        "  ike=aes256gcm16-prfsha256-ecp256\n  esp=aes128gcm16\n  dpddelay=5\n  dpdtimeout=15\n";
+    let esp = "  ike=aes256gcm16-prfsha256-ecp256\n  esp=aes128gcm16\n  dpddelay=5\n  dpdtimeout=15\n  salifetime=1h\n  rekeymargin=9m\n  rekeyfuzz=100%\n";
     let mut gb = Gw::spawn(
         &t.gw_b,
         &dir,
@@ -217,6 +216,10 @@ fn tun_bridge_to_tun_bridge() {
     );
     let st = ga.tunnel("site").unwrap();
     assert_eq!(st["esp_algorithms"], "aes128gcm16", "{st}");
+    assert_eq!(st["ike_algorithms"], "aes256gcm16-prfsha256-ecp256", "{st}");
+    // ike-lite's schedule: 1 h - 9 min * (1 + r), r in [0, 1), minus uptime.
+    let next = st["next_rekey_secs"].as_u64().unwrap();
+    assert!((3600 - 1080 - 60..=3600 - 540).contains(&next), "{st}");
     assert!(st["packets_out"].as_u64().unwrap() >= 3, "{st}");
     assert!(st["packets_in"].as_u64().unwrap() >= 3, "{st}");
     assert!(st["bytes_out"].as_u64().unwrap() >= 3 * 84, "{st}");
@@ -226,7 +229,17 @@ fn tun_bridge_to_tun_bridge() {
     assert_eq!(stb["spi_in"], st["spi_out"], "A {st} B {stb}");
     assert_eq!(stb["spi_out"], st["spi_in"], "A {st} B {stb}");
 
-    // --log-keys: two esp_sa lines (one per direction), mode 0600
+    // --log-keys: two esp_sa lines (one per direction), mode 0600, and
+    // one ikev2_decryption_table line beside it.
+    let ike_keys = dir.join("keys.txt.ikev2_decryption_table");
+    let ik = std::fs::read_to_string(&ike_keys).unwrap();
+    assert_eq!(ik.lines().count(), 1, "{ik}");
+    let f: Vec<&str> = ik.trim_end().split(',').collect();
+    assert_eq!(f.len(), 8, "{ik}");
+    assert!(f[0].len() == 16 && f[1].len() == 16, "{ik}");
+    assert_eq!(f[2].len(), 2 * 36, "SK_ei: AES-256 key + salt: {ik}");
+    assert_eq!(f[4], "\"AES-GCM-256 with 16 octet ICV [RFC5282]\"");
+    assert_eq!((f[5], f[6], f[7]), ("", "", "\"NONE [RFC4306]\""));
     let k = std::fs::read_to_string(&keys).unwrap();
     assert_eq!(k.lines().count(), 2, "{k}");
     let spi_in = format!("0x{:08x}", st["spi_in"].as_u64().unwrap());

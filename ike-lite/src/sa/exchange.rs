@@ -426,7 +426,9 @@ impl IkeSa {
             spi_r: self.spi_r,
             initiator: false,
             udp_encap: self.encap,
+            algorithms: self.choice.expect("chosen in IKE_SA_INIT"),
         });
+        self.push_secrets(out);
         let mut resp = vec![
             Payload::IdR(idr),
             Payload::Auth {
@@ -553,7 +555,9 @@ impl IkeSa {
             spi_r: self.spi_r,
             initiator: true,
             udp_encap: self.encap,
+            algorithms: self.choice.expect("chosen in IKE_SA_INIT"),
         });
+        self.push_secrets(out);
         if let Some(n) = find_error_notify(inner) {
             out.events.push_back(Event::ChildSaFailed {
                 conn: self.conn,
@@ -788,9 +792,17 @@ impl IkeSa {
             return self.respond(ex, id, &[notify(NotifyType::INVALID_SYNTAX)], out);
         };
         let old_keys = self.keys.as_ref().expect("established");
-        let Some(keys) =
-            glue::derive_ike_rekey(old_keys, &choice, &g_ir, ni, &nr, peer_spi, new_spi, false)
-        else {
+        let Some(keys) = glue::derive_ike_rekey(
+            old_keys,
+            &choice,
+            &g_ir,
+            ni,
+            &nr,
+            peer_spi,
+            new_spi,
+            false,
+            out.config.export_ike_keys,
+        ) else {
             return self.respond(ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN)], out);
         };
         let resp = [
@@ -853,7 +865,9 @@ impl IkeSa {
             conn: self.conn,
             old: (self.spi_i, self.spi_r),
             new: (new.spi_i, new.spi_r),
+            algorithms: new.choice.expect("successor has its choice"),
         });
+        new.push_secrets(out);
         self.state = State::Replaced;
         self.deadline = Some(now + REPLACED_LINGER);
         self.tasks.retain(|t| matches!(t, Task::DeleteIke(_)));
@@ -1123,9 +1137,17 @@ impl IkeSa {
             return failed(self, collision, false, out);
         };
         let old_keys = self.keys.as_ref().expect("established");
-        let Some(keys) =
-            glue::derive_ike_rekey(old_keys, &choice, &g_ir, &ni, nr, new_spi, peer_spi, true)
-        else {
+        let Some(keys) = glue::derive_ike_rekey(
+            old_keys,
+            &choice,
+            &g_ir,
+            &ni,
+            nr,
+            new_spi,
+            peer_spi,
+            true,
+            out.config.export_ike_keys,
+        ) else {
             return failed(self, collision, false, out);
         };
         let mut ours =

@@ -1,7 +1,7 @@
 //! The only place that calls into `crate::crypto`: key derivation, AUTH,
 //! SK sealing and randomness, adapted to what the state machine needs.
 
-use crate::crypto::{self, DhGroup, KeyExchange, PrfId};
+use crate::crypto::{self, DhGroup, KeyExchange, PrfId, SecretBytes};
 use crate::endpoint::KeyMaterial;
 use crate::proposal::IkeChoice;
 use ipsec_core::crypto::{Cipher, Suite};
@@ -16,11 +16,27 @@ pub(crate) struct Keys {
     pub sk_p_remote: Zeroizing<Vec<u8>>,
     pub out: Box<dyn Cipher>,
     pub inp: Box<dyn Cipher>,
+    /// SK_ei, SK_er, SK_ai, SK_ar, kept only with `Config::export_ike_keys`.
+    pub export: Option<[SecretBytes; 4]>,
 }
 
-fn finish(keys: crypto::IkeSaKeys, choice: &IkeChoice, initiator: bool) -> Option<Keys> {
+fn finish(
+    keys: crypto::IkeSaKeys,
+    choice: &IkeChoice,
+    initiator: bool,
+    export: bool,
+) -> Option<Keys> {
     let (out, inp) = keys.ciphers(initiator).ok()?;
+    let export = export.then(|| {
+        [
+            keys.sk_ei.clone(),
+            keys.sk_er.clone(),
+            keys.sk_ai.clone(),
+            keys.sk_ar.clone(),
+        ]
+    });
     Some(Keys {
+        export,
         prf: choice.prf,
         sk_d: Zeroizing::new(keys.sk_d.to_vec()),
         sk_p_local: Zeroizing::new(keys.sk_p_own(initiator).to_vec()),
@@ -30,7 +46,8 @@ fn finish(keys: crypto::IkeSaKeys, choice: &IkeChoice, initiator: bool) -> Optio
     })
 }
 
-/// Initial IKE SA keys (RFC 7296 §2.14).
+/// Initial IKE SA keys (RFC 7296 §2.14); `export` keeps SK_e*/SK_a*.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn derive_ike(
     choice: &IkeChoice,
     ni: &[u8],
@@ -39,6 +56,7 @@ pub(crate) fn derive_ike(
     spi_i: u64,
     spi_r: u64,
     initiator: bool,
+    export: bool,
 ) -> Option<Keys> {
     let k = crypto::IkeSaKeys::derive(
         choice.prf,
@@ -50,7 +68,7 @@ pub(crate) fn derive_ike(
         spi_r.to_be_bytes(),
     )
     .ok()?;
-    finish(k, choice, initiator)
+    finish(k, choice, initiator, export)
 }
 
 /// Keys of a rekeyed IKE SA (RFC 7296 §2.18).
@@ -64,6 +82,7 @@ pub(crate) fn derive_ike_rekey(
     spi_i: u64,
     spi_r: u64,
     initiator: bool,
+    export: bool,
 ) -> Option<Keys> {
     let k = crypto::IkeSaKeys::derive_rekey(
         old.prf,
@@ -77,7 +96,7 @@ pub(crate) fn derive_ike_rekey(
         spi_r.to_be_bytes(),
     )
     .ok()?;
-    finish(k, choice, initiator)
+    finish(k, choice, initiator, export)
 }
 
 /// Child SA key material (i_to_r, r_to_i), RFC 7296 §2.17.

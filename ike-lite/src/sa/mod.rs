@@ -10,7 +10,7 @@ use crate::config::{Identity, PeerConfig};
 use crate::crypto::{DhGroup, KeyExchange};
 use crate::endpoint::{
     ApiError, AuthFailure, ChildDeleteReason, ChildSa, ConnId, DatagramError, DownReason, Event,
-    IkeSaStats, KeyMaterial, Out, Transmit,
+    IkeSaSecrets, IkeSaStats, KeyMaterial, Out, Transmit,
 };
 use crate::message::{
     find_error_notify, find_notify, parse_payloads, AuthMethod, Delete, ExchangeType, Flags,
@@ -344,6 +344,46 @@ impl IkeSa {
 
     pub fn is_half_open(&self) -> bool {
         self.state == State::HalfOpen
+    }
+
+    /// The negotiated algorithms (once IKE_SA_INIT is done).
+    pub fn algorithms(&self) -> Option<IkeChoice> {
+        self.choice
+    }
+
+    /// The exportable secrets (only kept with `Config::export_ike_keys`).
+    pub fn secrets(&self) -> Option<IkeSaSecrets> {
+        let [sk_ei, sk_er, sk_ai, sk_ar] = self.keys.as_ref()?.export.clone()?;
+        Some(IkeSaSecrets {
+            conn: self.conn,
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            algorithms: self.choice?,
+            sk_ei,
+            sk_er,
+            sk_ai,
+            sk_ar,
+        })
+    }
+
+    /// Queues [`Event::IkeSaSecrets`] when secrets are exported.
+    fn push_secrets(&self, out: &mut Out<'_>) {
+        if let Some(s) = self.secrets() {
+            out.events.push_back(Event::IkeSaSecrets(Box::new(s)));
+        }
+    }
+
+    /// The scheduled IKE SA rekey.
+    pub fn rekey_at(&self) -> Option<Instant> {
+        self.rekey_at
+    }
+
+    /// The scheduled rekey of the Child SA with inbound SPI `spi_in`.
+    pub fn child_rekey_at(&self, spi_in: u32) -> Option<Instant> {
+        self.children
+            .iter()
+            .find(|c| c.spi_in == spi_in)
+            .and_then(|c| c.rekey_at)
     }
 
     pub fn child_spis(&self) -> Vec<(u32, u32)> {
@@ -700,8 +740,17 @@ impl IkeSa {
         sa.nr = glue::random(32);
         sa.choice = Some(choice);
         sa.keys = Some(
-            glue::derive_ike(&choice, &sa.ni, &sa.nr, &g_ir, sa.spi_i, sa.spi_r, false)
-                .ok_or(DatagramError::Refused)?,
+            glue::derive_ike(
+                &choice,
+                &sa.ni,
+                &sa.nr,
+                &g_ir,
+                sa.spi_i,
+                sa.spi_r,
+                false,
+                out.config.export_ike_keys,
+            )
+            .ok_or(DatagramError::Refused)?,
         );
         sa.encap = natt;
         // NAT detection: the request's hashes use SPIr = 0.
@@ -842,7 +891,14 @@ impl IkeSa {
         self.spi_r = msg.header.spi_r;
         self.nr = nr.to_vec();
         let Some(keys) = glue::derive_ike(
-            &choice, &self.ni, &self.nr, &g_ir, self.spi_i, self.spi_r, true,
+            &choice,
+            &self.ni,
+            &self.nr,
+            &g_ir,
+            self.spi_i,
+            self.spi_r,
+            true,
+            out.config.export_ike_keys,
         ) else {
             return fail(self, out);
         };

@@ -90,7 +90,6 @@ struct Child {
     spi_in: u32,
     spi_out: u32,
     suite: ipsec_core::crypto::Suite,
-    since: Instant,
 }
 
 /// One connection: its TUN, data path and IKE bookkeeping.
@@ -282,7 +281,10 @@ impl Gateway {
     ) -> Result<Gateway, Error> {
         let now = Instant::now();
         let mut routes = RouteTracker::new(Netlink::open()?);
-        let mut ike = Endpoint::new(ike_lite::Config::default());
+        let mut ike = Endpoint::new(ike_lite::Config {
+            export_ike_keys: opts.keylog.is_some(),
+            ..ike_lite::Config::default()
+        });
         // Sockets: one set per distinct local address.
         let mut socks: Vec<LocalSocks> = Vec::new();
         for p in &plans {
@@ -782,6 +784,12 @@ impl Gateway {
             | IkeEvent::PeerDead { conn }
             | IkeEvent::NatDetected { conn, .. } => *conn,
             IkeEvent::ChildSaEstablished(c) => c.conn,
+            IkeEvent::IkeSaSecrets(sec) => {
+                if let Some(Err(e)) = self.keylog.as_mut().map(|k| k.ike_sa(sec)) {
+                    warn!("key log: {e}");
+                }
+                return;
+            }
             other => {
                 debug!(event = ?other, "unhandled IKE event");
                 return;
@@ -833,7 +841,6 @@ impl Gateway {
                         spi_in,
                         spi_out,
                         suite: sa.suite(),
-                        since: now,
                     };
                     t.child = Some(c);
                     t.installed.push((c, sa));
@@ -986,7 +993,6 @@ impl Gateway {
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
                 suite: c.suite,
-                since: now,
             };
             t.child = Some(child);
             t.installed.push((child, out));
@@ -1126,17 +1132,17 @@ impl Gateway {
                     dm.insert(d.name().to_string(), t.local_drops[d as usize]);
                 }
             }
-            let next_rekey = t.child.map(|c| {
-                let at = c.since + t.plan.peer.rekey_after(t.plan.peer.child_lifetime, 0.0);
-                at.saturating_duration_since(now).as_secs()
-            });
+            let next_rekey = t
+                .child
+                .and_then(|c| self.ike.child_rekey_at(t.conn, c.spi_in))
+                .map(|at| at.saturating_duration_since(now).as_secs());
             tunnels.push(TunnelStatus {
                 name: t.plan.name.clone(),
                 state: t.state(),
                 role,
                 local_addr: t.plan.local,
                 remote_addr: t.remote_seen.unwrap_or(t.plan.remote),
-                ike_algorithms: None,
+                ike_algorithms: self.ike.ike_algorithms(t.conn).map(|a| a.name()),
                 esp_algorithms: t.child.map(|c| c.suite.name().to_string()),
                 spi_in: t.child.map(|c| c.spi_in),
                 spi_out: t.child.map(|c| c.spi_out),

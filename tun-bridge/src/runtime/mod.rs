@@ -73,7 +73,8 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
     let groups = plan::failover_groups(&plans);
     let keylog = match &args.log_keys {
         Some(p) => {
-            tracing::warn!(path = %p.display(), "--log-keys: writing ESP keys (IKE keys are not exposed by ike-lite)");
+            let (esp, ike) = keylog::paths(p);
+            tracing::warn!(esp = %esp.display(), ike = %ike.display(), "--log-keys: writing ESP and IKE keys");
             Some(keylog::KeyLog::open(p).map_err(|e| format!("--log-keys {}: {e}", p.display()))?)
         }
         None => None,
