@@ -714,11 +714,20 @@ impl Endpoint {
         };
         let spawned = std::mem::take(&mut sa.spawned);
         if std::mem::take(&mut sa.initial_contact) {
+            // RFC 7296 §2.4: only the SAs of the same authenticated identity
+            // are stale; other peers served by the same connection stay.
             let conn = sa.conn;
+            let who = sa.peer_identity.clone();
             let stale: Vec<u64> = self
                 .sas
                 .iter()
-                .filter(|(k, s)| **k != id && s.conn == conn && s.is_established())
+                .filter(|(k, s)| {
+                    **k != id
+                        && s.conn == conn
+                        && s.is_established()
+                        && who.is_some()
+                        && s.peer_identity == who
+                })
                 .map(|(k, _)| *k)
                 .collect();
             for k in stale {

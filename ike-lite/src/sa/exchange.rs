@@ -406,6 +406,7 @@ impl IkeSa {
         };
         self.conn = ConnId(conn);
         self.initial_contact = find_notify(inner, NotifyType::INITIAL_CONTACT).is_some();
+        self.peer_identity = ident.clone();
         let peer = &peers[conn];
         let idr = peer.local_id.to_payload();
         let Some(our_auth) = glue::auth(

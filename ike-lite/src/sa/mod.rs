@@ -170,6 +170,9 @@ pub(crate) struct IkeSa {
     pub half_open_key: Option<(u64, SocketAddr)>,
     /// The peer sent INITIAL_CONTACT: older IKE SAs of this connection go.
     pub initial_contact: bool,
+    /// The identity the peer authenticated with (responder side), used to
+    /// scope INITIAL_CONTACT to the SAs of that identity (RFC 7296 §2.4).
+    pub peer_identity: Option<Identity>,
 }
 
 fn ke_of(payloads: &[Payload]) -> Option<&KePayload> {
@@ -326,6 +329,7 @@ impl IkeSa {
             dead: false,
             half_open_key: None,
             initial_contact: false,
+            peer_identity: None,
         }
     }
 
