@@ -357,7 +357,8 @@ pub(crate) struct Out<'a> {
 pub struct Endpoint {
     config: Config,
     peers: Vec<PeerConfig>,
-    sas: BTreeMap<u64, IkeSa>,
+    /// Boxed: a BTreeMap node holds 11 entries inline, mostly half empty.
+    sas: BTreeMap<u64, Box<IkeSa>>,
     /// Our SPI -> SA id.
     by_spi: HashMap<u64, u64>,
     /// (initiator SPI, peer address) -> SA id for half-open responder SAs.
@@ -418,7 +419,7 @@ impl Endpoint {
         let sa = IkeSa::initiate(now, conn, peer, &mut out)?;
         self.next_id += 1;
         self.by_spi.insert(sa.our_spi(), id);
-        self.sas.insert(id, sa);
+        self.sas.insert(id, Box::new(sa));
         Ok(())
     }
 
@@ -637,7 +638,7 @@ impl Endpoint {
         self.next_id += 1;
         self.by_spi.insert(sa.our_spi(), id);
         self.half_open.insert((header.spi_i, remote), id);
-        self.sas.insert(id, sa);
+        self.sas.insert(id, Box::new(sa));
         Ok(())
     }
 
@@ -688,7 +689,7 @@ impl Endpoint {
             let nid = self.next_id;
             self.next_id += 1;
             self.by_spi.insert(new.our_spi(), nid);
-            self.sas.insert(nid, new);
+            self.sas.insert(nid, Box::new(new));
             // A spawned SA may already have queued work (a collision loser
             // deleting itself).
             self.after(nid);

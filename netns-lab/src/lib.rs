@@ -10,6 +10,7 @@
 //!   topology of the shell harness (`topo_s2s_up`) with parametric addresses.
 //! * [`StrongSwan`]: a charon (kernel-libipsec) peer in a namespace driven
 //!   through `swanctl`, configured from a [`SwanConnection`].
+//! * [`traffic`]: bulk TCP transfer with SHA-256 check, UDP echo probe.
 //! * [`in_netns`]: run a closure on a thread that has `setns`-ed into a
 //!   namespace (sockets/devices it creates live in that namespace).
 //!
@@ -20,9 +21,13 @@
 mod process;
 mod strongswan;
 mod topo;
+pub mod traffic;
 
 pub use process::{run_with_timeout, ChildProc};
-pub use strongswan::{StrongSwan, SwanChild, SwanConnection, CHARON, KERNEL_LIBIPSEC_PLUGIN};
+pub use strongswan::{
+    StrongSwan, SwanChild, SwanConnection, VgwTimers, AWS_ESP_PROPOSALS, AWS_IKE_PROPOSALS, CHARON,
+    KERNEL_LIBIPSEC_PLUGIN,
+};
 pub use topo::{TwoSites, TwoSitesConfig};
 
 use std::fmt;
@@ -327,6 +332,23 @@ impl Lab {
             let mut p = self.procs.remove(i);
             p.stop();
         }
+    }
+
+    /// Stop the recorded process `pid` with SIGTERM and wait up to `grace`
+    /// for it to exit: `Some(status)` if it exited by itself, `None` if it
+    /// had to be killed or is not a process of this lab.
+    pub fn terminate(&mut self, pid: u32, grace: Duration) -> Option<std::process::ExitStatus> {
+        let i = self.procs.iter().position(|p| p.pid() == pid)?;
+        let mut p = self.procs.remove(i);
+        p.terminate(grace)
+    }
+
+    /// Exit status of the recorded process `pid` if it has exited.
+    pub fn exit_status(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
+        self.procs
+            .iter_mut()
+            .find(|p| p.pid() == pid)
+            .and_then(|p| p.try_status())
     }
 
     /// Create a veth pair `a_if` in `a_ns` / `b_if` in `b_ns`, assign the

@@ -3,7 +3,7 @@
 use crate::{LabError, Result};
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run `cmd` to completion, capturing stdout/stderr; kill it (by its PID)
@@ -149,6 +149,44 @@ impl ChildProc {
                 false
             }
             Ok(None) => true,
+        }
+    }
+
+    /// Send SIGTERM and wait up to `grace` for the process to exit; returns
+    /// its exit status, or `None` if it had to be killed (or had already
+    /// been reaped without a recorded status).
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        // std caches the status of a reaped child, so this also works
+        // after `is_running` saw the exit.
+        if let Ok(Some(st)) = self.child.try_wait() {
+            self.exited = true;
+            return Some(st);
+        }
+        let pid = self.child.id() as i32;
+        // SAFETY: signalling our own (not yet reaped) child by PID.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.exited = true;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.exited = true;
+        None
+    }
+
+    /// Exit status if the process has exited (reaps it).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        match self.child.try_wait() {
+            Ok(Some(st)) => {
+                self.exited = true;
+                Some(st)
+            }
+            _ => None,
         }
     }
 

@@ -24,6 +24,37 @@ pub const CHARON: &str = "/usr/lib/ipsec/charon";
 /// Path of the kernel-libipsec plugin (userspace ESP over TUN).
 pub const KERNEL_LIBIPSEC_PLUGIN: &str = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so";
 
+/// IKE proposals of an AWS VGW (non-AEAD, AEAD).
+pub const AWS_IKE_PROPOSALS: &str = "aes128-aes256-sha1-sha256-sha384-sha512-modp1024-modp2048-modp3072-modp4096-ecp256-ecp384-ecp521,aes128gcm16-aes256gcm16-prfsha1-prfsha256-prfsha384-prfsha512-modp1024-modp2048-modp3072-modp4096-ecp256-ecp384-ecp521";
+
+/// ESP proposals of an AWS VGW, PFS required (non-AEAD, AEAD).
+pub const AWS_ESP_PROPOSALS: &str = "aes128-aes256-sha1-sha256-sha384-sha512-modp1024-modp2048-modp3072-modp4096-ecp256-ecp384-ecp521,aes128gcm16-aes256gcm16-modp1024-modp2048-modp3072-modp4096-ecp256-ecp384-ecp521";
+
+/// Lifetimes and DPD of [`SwanConnection::aws_vgw`] (seconds). AWS
+/// defaults: IKE 28800, Child 3600, margin 540, DPD 10.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VgwTimers {
+    /// Phase 1 (IKE SA) lifetime.
+    pub ike_lifetime: u32,
+    /// Phase 2 (Child SA) lifetime.
+    pub child_lifetime: u32,
+    /// Rekey margin (capped at a quarter of each lifetime).
+    pub margin: u32,
+    /// DPD interval.
+    pub dpd_delay: u32,
+}
+
+impl Default for VgwTimers {
+    fn default() -> Self {
+        VgwTimers {
+            ike_lifetime: 28800,
+            child_lifetime: 3600,
+            margin: 540,
+            dpd_delay: 10,
+        }
+    }
+}
+
 /// One `children { NAME { ... } }` section of a swanctl connection.
 #[derive(Debug, Clone)]
 pub struct SwanChild {
@@ -43,6 +74,12 @@ pub struct SwanChild {
     pub start_action: String,
     /// `dpd_action` (`clear`, `trap`, `restart`).
     pub dpd_action: String,
+    /// `rand_time` in seconds (None: default).
+    pub rand_time: Option<u32>,
+    /// `replay_window` in packets (None: default; kernel-libipsec ignores it).
+    pub replay_window: Option<u32>,
+    /// `close_action` (`none`, `trap`, `start`; None: default).
+    pub close_action: Option<String>,
 }
 
 impl SwanChild {
@@ -57,6 +94,9 @@ impl SwanChild {
             life_time: None,
             start_action: "none".into(),
             dpd_action: "restart".into(),
+            rand_time: None,
+            replay_window: None,
+            close_action: None,
         }
     }
 }
@@ -85,6 +125,20 @@ pub struct SwanConnection {
     pub dpd_delay: Option<u32>,
     /// IKE `rekey_time` seconds.
     pub rekey_time: Option<u32>,
+    /// IKE `reauth_time` seconds (`Some(0)` disables reauthentication).
+    pub reauth_time: Option<u32>,
+    /// IKE `rand_time` seconds.
+    pub rand_time: Option<u32>,
+    /// IKE `over_time` seconds.
+    pub over_time: Option<u32>,
+    /// `dpd_timeout` seconds (IKEv1 only in strongSwan; written if set).
+    pub dpd_timeout: Option<u32>,
+    /// `mobike` (None: default).
+    pub mobike: Option<bool>,
+    /// `encap` (None: default).
+    pub encap: Option<bool>,
+    /// `aggressive` (None: default).
+    pub aggressive: Option<bool>,
     /// Child configs.
     pub children: Vec<SwanChild>,
 }
@@ -136,8 +190,45 @@ impl SwanConnection {
             psk: Zeroizing::new(psk.to_vec()),
             dpd_delay: Some(10),
             rekey_time: None,
+            reauth_time: None,
+            rand_time: None,
+            over_time: None,
+            dpd_timeout: None,
+            mobike: None,
+            encap: None,
+            aggressive: None,
             children: vec![child],
         }
+    }
+
+    /// An AWS-VGW-like responder (ported from `strongswan-responder.sh`):
+    /// IKEv2 only here, the AWS proposal sets (two each: non-AEAD and AEAD,
+    /// PFS required in ESP), 0.0.0.0/0 selectors on both sides, DPD every
+    /// `t.dpd_delay` s, `mobike = no`, `encap = no`, no reauthentication,
+    /// IDs = outer addresses, responder only (`start_action = none`), and
+    /// rekeys at `lifetime - margin` with `margin = min(t.margin,
+    /// lifetime / 4)` and random extra up to the margin, as AWS does.
+    pub fn aws_vgw(name: &str, vgw: &str, peer: &str, psk: &[u8], t: &VgwTimers) -> SwanConnection {
+        let ike_margin = t.margin.min(t.ike_lifetime / 4);
+        let child_margin = t.margin.min(t.child_lifetime / 4);
+        let mut child = SwanChild::new("tunnel", "0.0.0.0/0", "0.0.0.0/0", AWS_ESP_PROPOSALS);
+        child.life_time = Some(t.child_lifetime);
+        child.rekey_time = Some(t.child_lifetime - child_margin);
+        child.rand_time = Some(child_margin);
+        child.replay_window = Some(1024);
+        child.dpd_action = "clear".into();
+        child.close_action = Some("none".into());
+        let mut c = SwanConnection::ikev2_psk(name, vgw, peer, AWS_IKE_PROPOSALS, psk, child);
+        c.dpd_delay = Some(t.dpd_delay);
+        c.dpd_timeout = Some(30);
+        c.rekey_time = Some(t.ike_lifetime - ike_margin);
+        c.rand_time = Some(ike_margin);
+        c.over_time = Some(ike_margin);
+        c.reauth_time = Some(0);
+        c.mobike = Some(false);
+        c.encap = Some(false);
+        c.aggressive = Some(false);
+        c
     }
 
     /// Render `swanctl.conf` (connections + secrets). Values are checked to
@@ -174,6 +265,25 @@ impl SwanConnection {
         if let Some(r) = self.rekey_time {
             let _ = writeln!(s, "    rekey_time = {r}s");
         }
+        for (k, v) in [
+            ("reauth_time", self.reauth_time),
+            ("rand_time", self.rand_time),
+            ("over_time", self.over_time),
+            ("dpd_timeout", self.dpd_timeout),
+        ] {
+            if let Some(v) = v {
+                let _ = writeln!(s, "    {k} = {v}s");
+            }
+        }
+        for (k, v) in [
+            ("mobike", self.mobike),
+            ("encap", self.encap),
+            ("aggressive", self.aggressive),
+        ] {
+            if let Some(v) = v {
+                let _ = writeln!(s, "    {k} = {}", if v { "yes" } else { "no" });
+            }
+        }
         let _ = writeln!(
             s,
             "    local {{\n      auth = psk\n      id = {lid}\n    }}"
@@ -203,6 +313,16 @@ impl SwanConnection {
             }
             if let Some(l) = c.life_time {
                 let _ = writeln!(s, "        life_time = {l}s");
+            }
+            if let Some(r) = c.rand_time {
+                let _ = writeln!(s, "        rand_time = {r}s");
+            }
+            if let Some(r) = c.replay_window {
+                let _ = writeln!(s, "        replay_window = {r}");
+            }
+            if let Some(a) = &c.close_action {
+                check_token("close_action", a)?;
+                let _ = writeln!(s, "        close_action = {a}");
             }
             let _ = writeln!(s, "        start_action = {}", c.start_action);
             let _ = writeln!(s, "        dpd_action = {}\n      }}", c.dpd_action);
@@ -437,8 +557,76 @@ charon {{
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// Route-based VGW setup of `strongswan-responder.sh`: bring `ipsec0`
+    /// up, give it `inside` (e.g. `169.254.10.1/30`) if any, and look the
+    /// VPC prefix up in the main table before kernel-libipsec's table 220
+    /// (which holds `default dev ipsec0` for 0.0.0.0/0 selectors), so
+    /// decrypted packets for the VPC are not routed back into the tunnel.
+    pub fn vgw_routing(&self, lab: &Lab, inside: Option<&str>, vpc_net: &str) -> Result<()> {
+        lab.ip_in(&self.ns, &["link", "set", "ipsec0", "up"])?;
+        if let Some(a) = inside {
+            lab.ip_in(&self.ns, &["addr", "add", a, "dev", "ipsec0"])?;
+        }
+        lab.ip_in(
+            &self.ns,
+            &[
+                "rule", "add", "to", vpc_net, "lookup", "main", "priority", "100",
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Stop this charon (by its recorded PID) through the lab.
     pub fn stop(self, lab: &mut Lab) {
         lab.stop(self.pid);
+    }
+
+    /// Kill this charon with SIGKILL (a crashed peer: no DELETE is sent)
+    /// and reap it through the lab.
+    pub fn kill(self, lab: &mut Lab) {
+        // SAFETY: kill(2) on the PID of a process this lab started and has
+        // not reaped yet (it is still recorded in the lab).
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        lab.stop(self.pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_vgw_rendering() {
+        let t = VgwTimers {
+            ike_lifetime: 60,
+            child_lifetime: 36,
+            margin: 540,
+            dpd_delay: 10,
+        };
+        let c = SwanConnection::aws_vgw("vgw", "192.0.2.2", "192.0.2.1", b"k", &t);
+        let s = c.to_swanctl_conf().unwrap();
+        for want in [
+            "rekey_time = 45s",
+            "rand_time = 15s",
+            "reauth_time = 0s",
+            "dpd_delay = 10s",
+            "mobike = no",
+            "encap = no",
+            "life_time = 36s",
+            "rekey_time = 27s",
+            "rand_time = 9s",
+            "local_ts = 0.0.0.0/0",
+            "remote_ts = 0.0.0.0/0",
+            "close_action = none",
+            "secret = 0x6b",
+        ] {
+            assert!(s.contains(want), "{want} missing in\n{s}");
+        }
+        assert!(s.contains(&format!("esp_proposals = {AWS_ESP_PROPOSALS}")));
+        // PFS required: every ESP proposal names DH groups, none is `modpnone`.
+        for p in AWS_ESP_PROPOSALS.split(',') {
+            assert!(p.contains("modp2048") && !p.contains("none"), "{p}");
+        }
+        assert!(format!("{c:?}").contains("<redacted>"));
     }
 }

@@ -4,13 +4,14 @@
 //! Modules: [`config`] (parsing and validation), [`cli`] (command line),
 //! [`check`] and [`doctor`] (diagnostic subcommands), [`runtime`] (`up`,
 //! `status`, `demo`), [`sys`] (TUN, netlink, sockets, epoll) and
-//! [`control`] (the control socket).
+//! [`control`] (the control socket), [`demo`] (the namespace demo).
 #![deny(missing_docs)]
 
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod doctor;
 pub mod runtime;
 pub mod sys;

@@ -252,6 +252,13 @@ impl IkeSa {
         }
     }
 
+    /// The IKE_SA_INIT messages are only needed to compute and verify the
+    /// AUTH payloads; an established SA frees them.
+    fn forget_init_messages(&mut self) {
+        self.init_req = Vec::new();
+        self.init_resp = Vec::new();
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn install_child(
         &mut self,
@@ -267,6 +274,11 @@ impl IkeSa {
         out: &mut Out<'_>,
     ) {
         let (key_in, key_out) = keys;
+        // Kept for the SA's lifetime: no spare capacity (one Child SA per
+        // IKE SA is the common case, so the Vec grows one at a time too).
+        let (mut ts_local, mut ts_remote) = (ts_local, ts_remote);
+        ts_local.shrink_to_fit();
+        ts_remote.shrink_to_fit();
         out.events
             .push_back(Event::ChildSaEstablished(Box::new(ChildSa {
                 conn: self.conn,
@@ -285,6 +297,7 @@ impl IkeSa {
                 replay_window: peer.replay_window,
                 rekey_of,
             })));
+        self.children.reserve_exact(1);
         self.children.push(Child {
             spi_in,
             spi_out,
@@ -405,6 +418,7 @@ impl IkeSa {
             return fail(self, AuthFailure::BadAuth, out);
         };
         self.state = State::Established;
+        self.forget_init_messages();
         self.set_ike_timers(now, peer, out.config);
         out.events.push_back(Event::IkeSaUp {
             conn: self.conn,
@@ -531,6 +545,7 @@ impl IkeSa {
             return self.down(DownReason::AuthFailed, out);
         }
         self.state = State::Established;
+        self.forget_init_messages();
         self.set_ike_timers(now, peer, out.config);
         out.events.push_back(Event::IkeSaUp {
             conn: self.conn,
