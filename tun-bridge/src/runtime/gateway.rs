@@ -36,15 +36,20 @@ use crate::control::{
 };
 use crate::sys::netlink::{Netlink, Route, RouteTracker};
 use crate::sys::poll::{Event, Interest, Poller, SignalFd, Token};
-use crate::sys::tun::{Tun, TunOptions};
-use crate::sys::udp::{IkeSockets, RawEspSocket, NATT_PORT};
+use crate::sys::tun::{Tun, TunOptions, VnetHdr, VNET_HDR_LEN};
+use crate::sys::udp::{IkeSockets, RawEspSocket, RecvMeta, BATCH_MAX, NATT_PORT};
+
+use super::offload::{complete_csum, Gro, Tso};
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TUN: u64 = 1_000;
 const TOKEN_SOCK: u64 = 10_000;
 const TOKEN_CONTROL: u64 = 100_000;
-/// Packets handled per readiness event before polling again (fairness).
+/// Reads (or batched receives) per readiness event before polling again
+/// (fairness).
 const BURST: usize = 64;
+/// Largest inner packet a segment buffer holds (TUN MTU upper bound).
+const SEG_MAX: usize = 9216;
 /// How long shutdown waits for DELETE responses.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Soft packet limit of non-ESN SAs: rekey well before the 32-bit
@@ -171,11 +176,52 @@ struct LocalSocks {
     raw: Option<RawEspSocket>,
 }
 
-/// Reusable buffers of the loop (allocated once).
+type Buf = ipsec_core::buf::PacketBuf<Vec<u8>>;
+
+/// Reusable buffers of the loop (allocated once; nothing per packet).
 struct Bufs {
-    pkt: ipsec_core::buf::PacketBuf<Vec<u8>>,
+    /// One 64 KiB read from a TUN (a GSO super-packet with offloads) or
+    /// one IKE datagram.
+    pkt: Buf,
+    /// Outbound: inner packets (segments) encrypted in place, then sent
+    /// with one `sendmmsg`.
+    segs: Vec<Buf>,
+    /// Outbound: which `segs` to send and where.
+    out: Vec<(usize, TunnelEndpoints, Option<UdpEncap>)>,
+    /// Inbound: datagrams received with one `recvmmsg`.
+    rx: Vec<Buf>,
+    metas: Vec<RecvMeta>,
+    /// Inbound: TCP coalescing towards the TUN (offloads on).
+    gro: GroState,
     scratch: Vec<u8>,
     events: Vec<Event>,
+}
+
+/// The coalescer and the tunnel whose TUN its packet goes to.
+struct GroState {
+    gro: Gro,
+    owner: Option<usize>,
+}
+
+/// Data-path tuning read once from the environment (for measurements):
+/// `TUN_BRIDGE_OFFLOAD=0` opens TUNs without `IFF_VNET_HDR` (no TSO/GRO);
+/// `TUN_BRIDGE_BATCH=N` (1..=64) caps packets per `recvmmsg`/`sendmmsg`.
+#[derive(Clone, Copy, Debug)]
+struct Tuning {
+    offload: bool,
+    batch: usize,
+}
+
+impl Tuning {
+    fn from_env() -> Tuning {
+        let offload = std::env::var("TUN_BRIDGE_OFFLOAD").map_or(true, |v| v != "0");
+        let batch = std::env::var("TUN_BRIDGE_BATCH")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(BATCH_MAX)
+            .clamp(1, BATCH_MAX);
+        Tuning { offload, batch }
+    }
 }
 
 /// Everything `up` runs with.
@@ -192,6 +238,17 @@ pub struct Gateway {
     started: Instant,
     shutdown_at: Option<Instant>,
     unknown_spi: u64,
+    tuning: Tuning,
+    /// Tunnels whose data path saw packets since the last drain (only
+    /// their event queues are polled: per-wakeup work does not grow with
+    /// the number of tunnels).
+    dirty: Vec<usize>,
+    dirty_mark: Vec<bool>,
+    /// Poll every tunnel's event queue in the next drain.
+    all_dirty: bool,
+    /// Cached earliest data-path lifetime / retry deadline over all
+    /// tunnels (recomputed only when something changed or it passed).
+    house_at: Option<Instant>,
 }
 
 /// Options of [`Gateway::start`].
@@ -280,6 +337,7 @@ impl Gateway {
         poller: &Poller,
     ) -> Result<Gateway, Error> {
         let now = Instant::now();
+        let tuning = Tuning::from_env();
         let mut routes = RouteTracker::new(Netlink::open()?);
         let mut ike = Endpoint::new(ike_lite::Config {
             export_ike_keys: opts.keylog.is_some(),
@@ -335,8 +393,17 @@ impl Gateway {
             for n in &plan.notes {
                 info!(conn = %plan.name, "{n}");
             }
-            let tun = Tun::open(&TunOptions::new(&plan.ifname))
+            let mut topts = TunOptions::new(&plan.ifname);
+            topts.vnet_hdr = tuning.offload;
+            let tun = Tun::open(&topts)
                 .map_err(|e| format!("conn {}: open TUN {}: {e}", plan.name, plan.ifname))?;
+            if tun.vnet_hdr() {
+                // TCP super-packets in (split here), checksums left to us.
+                let f = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+                if let Err(e) = tun.set_offload(f) {
+                    warn!(conn = %plan.name, "TUN offloads refused ({e}); one packet per read");
+                }
+            }
             let ifindex = tun.ifindex()?;
             let nl = routes.netlink();
             nl.set_mtu(ifindex, u32::from(plan.mtu.mtu))?;
@@ -446,7 +513,13 @@ impl Gateway {
             started: now,
             shutdown_at: None,
             unknown_spi: 0,
+            tuning,
+            dirty: Vec::new(),
+            dirty_mark: Vec::new(),
+            all_dirty: true,
+            house_at: None,
         };
+        gw.dirty_mark = vec![false; gw.tunnels.len()];
         for i in 0..gw.tunnels.len() {
             if gw.tunnels[i].plan.start == StartMode::Initiate {
                 gw.initiate(now, i);
@@ -481,14 +554,33 @@ impl Gateway {
         signals: &SignalFd,
         control: &mut ControlServer,
     ) -> Result<(), Error> {
+        let seg = || Buf::with_capacity(HEADROOM, SEG_MAX, packet::TAILROOM);
         let mut bufs = Bufs {
             pkt: packet::new_buf(),
+            segs: (0..BATCH_MAX).map(|_| seg()).collect(),
+            out: Vec::with_capacity(BATCH_MAX),
+            rx: (0..BATCH_MAX).map(|_| packet::new_buf()).collect(),
+            metas: vec![
+                RecvMeta {
+                    len: 0,
+                    offset: 0,
+                    src: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+                    dst: None,
+                    ifindex: 0,
+                };
+                BATCH_MAX
+            ],
+            gro: GroState {
+                gro: Gro::new(),
+                owner: None,
+            },
             scratch: vec![0u8; 2048],
             events: Vec::with_capacity(256),
         };
         poller.add(signals, Token(TOKEN_SIGNAL), Interest::READABLE)?;
         control.register(poller, Token(TOKEN_CONTROL))?;
         self.drain(Instant::now());
+        self.house_at = self.house_deadline();
         loop {
             let now = Instant::now();
             let deadline = self.next_deadline();
@@ -530,17 +622,23 @@ impl Gateway {
             if self.ike.poll_timeout().is_some_and(|t| t <= now) {
                 self.ike.handle_timeout(now);
             }
-            for t in &self.tunnels {
-                if t.dp.next_timeout().is_some_and(|d| d <= now) {
-                    t.dp.handle_timeout(now);
+            let due = self.house_at.is_some_and(|d| d <= now);
+            if due {
+                for t in &self.tunnels {
+                    if t.dp.next_timeout().is_some_and(|d| d <= now) {
+                        t.dp.handle_timeout(now);
+                    }
                 }
-            }
-            for i in 0..self.tunnels.len() {
-                if self.tunnels[i].retry_at.is_some_and(|r| r <= now) {
-                    self.initiate(now, i);
+                for i in 0..self.tunnels.len() {
+                    if self.tunnels[i].retry_at.is_some_and(|r| r <= now) {
+                        self.initiate(now, i);
+                    }
                 }
+                self.all_dirty = true;
             }
-            self.drain(now);
+            if self.drain(now) || due {
+                self.house_at = self.house_deadline();
+            }
             if let Some(at) = self.shutdown_at {
                 let all_down =
                     self.tunnels.iter().all(|t| !t.ike_up) || self.ike.ike_sa_count() == 0;
@@ -558,6 +656,7 @@ impl Gateway {
 
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutdown_at = Some(now + SHUTDOWN_GRACE);
+        self.all_dirty = true;
         for t in &mut self.tunnels {
             t.retry_at = None;
             if t.ike_up {
@@ -567,6 +666,7 @@ impl Gateway {
             }
         }
         self.drain(now);
+        self.house_at = self.house_deadline();
     }
 
     fn finish(&mut self) {
@@ -577,78 +677,202 @@ impl Gateway {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut d = self.ike.poll_timeout();
-        let mut consider = |x: Option<Instant>| {
-            if let Some(x) = x {
-                d = Some(d.map_or(x, |y| y.min(x)));
-            }
-        };
-        for t in &self.tunnels {
-            consider(t.dp.next_timeout());
-            consider(t.retry_at);
+        [self.ike.poll_timeout(), self.house_at, self.shutdown_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Earliest data-path lifetime or re-initiation deadline (linear in
+    /// the number of tunnels; called only when something changed).
+    fn house_deadline(&self) -> Option<Instant> {
+        self.tunnels
+            .iter()
+            .flat_map(|t| [t.dp.next_timeout(), t.retry_at])
+            .flatten()
+            .min()
+    }
+
+    fn mark(&mut self, i: usize) {
+        if !self.dirty_mark[i] {
+            self.dirty_mark[i] = true;
+            self.dirty.push(i);
         }
-        consider(self.shutdown_at);
-        d
     }
 
     // ---- packet IO -------------------------------------------------------
 
     fn on_tun(&mut self, now: Instant, i: usize, bufs: &mut Bufs) {
+        let vnet = self.tunnels[i].tun.vnet_hdr();
+        let at = if vnet {
+            HEADROOM - VNET_HDR_LEN
+        } else {
+            HEADROOM
+        };
         for _ in 0..BURST {
-            let t = &mut self.tunnels[i];
+            let t = &self.tunnels[i];
             let st = bufs.pkt.storage_mut();
-            let n = match t
-                .tun
-                .read(&mut st[..HEADROOM + packet::MAX_PACKET], HEADROOM)
-            {
+            let n = match t.tun.read(&mut st[..HEADROOM + packet::MAX_PACKET], at) {
                 Ok(Some(n)) => n,
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(e) => {
                     warn!(conn = %t.plan.name, "TUN read: {e}");
-                    return;
+                    break;
                 }
             };
-            if bufs.pkt.set_range(HEADROOM..HEADROOM + n).is_err() {
-                continue;
-            }
-            let v = tun_to_esp(
-                &t.dp,
-                now,
-                &mut bufs.pkt,
-                &t.plan.mtu,
-                t.plan.remote_inside,
-                &mut bufs.scratch,
-            );
-            match v {
-                TunVerdict::Send(OutboundAction::Encapsulated {
-                    tunnel, udp_encap, ..
-                }) => {
-                    let r = send_esp(&self.socks, bufs.pkt.data(), tunnel, udp_encap);
-                    if let Some(d) = r {
-                        self.tunnels[i].count(d);
+            let (hdr, len) = if vnet {
+                match VnetHdr::parse(&st[at..at + n]) {
+                    Some(h) => (h, n - VNET_HDR_LEN),
+                    None => continue,
+                }
+            } else {
+                (VnetHdr::default(), n)
+            };
+            let pkt = &mut st[HEADROOM..HEADROOM + len];
+            if hdr.gso_type != VnetHdr::GSO_NONE {
+                let Some(tso) = Tso::new(pkt, &hdr) else {
+                    self.tunnels[i].count(LocalDrop::TooBig);
+                    continue;
+                };
+                for k in 0..tso.count() {
+                    if bufs.out.len() >= self.tuning.batch || bufs.out.len() >= bufs.segs.len() {
+                        self.flush_out(i, bufs);
+                    }
+                    let slot = bufs.out.len();
+                    let (src, dst) = (bufs.pkt.storage(), &mut bufs.segs[slot]);
+                    let Some(m) = tso.segment(
+                        &src[HEADROOM..HEADROOM + len],
+                        k,
+                        &mut dst.storage_mut()[HEADROOM..HEADROOM + SEG_MAX],
+                    ) else {
+                        break;
+                    };
+                    if dst.set_range(HEADROOM..HEADROOM + m).is_ok() {
+                        self.outbound_one(now, i, slot, bufs);
                     }
                 }
-                TunVerdict::TooBig(len) => {
-                    t.count(LocalDrop::TooBig);
-                    let _ = t.tun.write(&bufs.scratch[..len]);
+            } else {
+                if hdr.flags & VnetHdr::F_NEEDS_CSUM != 0
+                    && !complete_csum(
+                        pkt,
+                        usize::from(hdr.csum_start),
+                        usize::from(hdr.csum_offset),
+                    )
+                {
+                    continue;
                 }
-                TunVerdict::TooBigNoReply => t.count(LocalDrop::TooBig),
-                TunVerdict::Other(OutboundAction::Bypass) => t.count(LocalDrop::Bypass),
-                TunVerdict::Other(_) | TunVerdict::Send(_) => {}
+                if bufs.out.len() >= self.tuning.batch || bufs.out.len() >= bufs.segs.len() {
+                    self.flush_out(i, bufs);
+                }
+                let slot = bufs.out.len();
+                if len > SEG_MAX {
+                    // Bigger than any segment buffer: handle in place.
+                    if bufs.pkt.set_range(HEADROOM..HEADROOM + len).is_ok() {
+                        std::mem::swap(&mut bufs.pkt, &mut bufs.segs[slot]);
+                        self.outbound_one(now, i, slot, bufs);
+                        self.flush_out(i, bufs);
+                        std::mem::swap(&mut bufs.pkt, &mut bufs.segs[slot]);
+                    }
+                    continue;
+                }
+                let (src, dst) = (bufs.pkt.storage(), &mut bufs.segs[slot]);
+                if dst.load(HEADROOM, &src[HEADROOM..HEADROOM + len]).is_ok() {
+                    self.outbound_one(now, i, slot, bufs);
+                }
             }
+        }
+        self.flush_out(i, bufs);
+    }
+
+    /// Runs the outbound path on `bufs.segs[slot]`; queues it for sending.
+    fn outbound_one(&mut self, now: Instant, i: usize, slot: usize, bufs: &mut Bufs) {
+        self.mark(i);
+        let t = &mut self.tunnels[i];
+        let v = tun_to_esp(
+            &t.dp,
+            now,
+            &mut bufs.segs[slot],
+            &t.plan.mtu,
+            t.plan.remote_inside,
+            &mut bufs.scratch,
+        );
+        match v {
+            TunVerdict::Send(OutboundAction::Encapsulated {
+                tunnel, udp_encap, ..
+            }) => bufs.out.push((slot, tunnel, udp_encap)),
+            TunVerdict::TooBig(len) => {
+                t.count(LocalDrop::TooBig);
+                let _ = tun_write(&t.tun, &bufs.scratch[..len]);
+            }
+            TunVerdict::TooBigNoReply => t.count(LocalDrop::TooBig),
+            TunVerdict::Other(OutboundAction::Bypass) => t.count(LocalDrop::Bypass),
+            TunVerdict::Other(_) | TunVerdict::Send(_) => {}
         }
     }
 
-    fn deliver(&mut self, now: Instant, spi: u32, bufs: &mut Bufs) {
+    /// Sends the queued ESP packets, one `sendmmsg` per run of packets with
+    /// the same outer addresses.
+    fn flush_out(&mut self, i: usize, bufs: &mut Bufs) {
+        let mut k = 0;
+        while k < bufs.out.len() {
+            let (_, tunnel, encap) = bufs.out[k];
+            let mut e = k + 1;
+            while e < bufs.out.len() && bufs.out[e].1 == tunnel && bufs.out[e].2 == encap {
+                e += 1;
+            }
+            let mut pkts: [&[u8]; BATCH_MAX] = [&[]; BATCH_MAX];
+            for (p, &(slot, _, _)) in pkts.iter_mut().zip(&bufs.out[k..e]) {
+                *p = bufs.segs[slot].data();
+            }
+            let dropped = send_esp_many(&self.socks, &pkts[..e - k], tunnel, encap);
+            for _ in 0..dropped.1 {
+                self.tunnels[i].count(dropped.0);
+            }
+            k = e;
+        }
+        bufs.out.clear();
+    }
+
+    fn deliver(&mut self, now: Instant, spi: u32, buf: &mut Buf, g: &mut GroState) {
         let Some(&i) = self.by_spi.get(&spi) else {
             self.unknown_spi += 1;
             return;
         };
+        self.mark(i);
         let t = &mut self.tunnels[i];
-        if let InboundAction::Inner { .. } = esp_to_tun(&t.dp, now, &mut bufs.pkt, &t.plan.mtu) {
-            match t.tun.write(bufs.pkt.data()) {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => t.count(LocalDrop::TunWriteFull),
+        let InboundAction::Inner { .. } = esp_to_tun(&t.dp, now, buf, &t.plan.mtu) else {
+            return;
+        };
+        if !t.tun.vnet_hdr() {
+            if !matches!(t.tun.write(buf.data()), Ok(Some(_))) {
+                t.count(LocalDrop::TunWriteFull);
+            }
+            return;
+        }
+        if g.owner != Some(i) {
+            self.flush_gro(g);
+            g.owner = Some(i);
+        }
+        if g.gro.push(buf.data()) {
+            return;
+        }
+        self.flush_gro(g);
+        g.owner = Some(i);
+        if !g.gro.push(buf.data()) {
+            let t = &mut self.tunnels[i];
+            if !matches!(tun_write(&t.tun, buf.data()), Ok(Some(_))) {
+                t.count(LocalDrop::TunWriteFull);
+            }
+        }
+    }
+
+    /// Writes the coalesced packet (if any) to its TUN.
+    fn flush_gro(&mut self, g: &mut GroState) {
+        let Some(i) = g.owner else { return };
+        if let Some(p) = g.gro.finish() {
+            let t = &mut self.tunnels[i];
+            if !matches!(t.tun.queue(0).expect("one queue").write(p), Ok(Some(_))) {
+                t.count(LocalDrop::TunWriteFull);
             }
         }
     }
@@ -674,59 +898,83 @@ impl Gateway {
     }
 
     fn on_natt(&mut self, now: Instant, j: usize, bufs: &mut Bufs) {
+        let batch = self.tuning.batch;
         for _ in 0..BURST {
             let s = &self.socks[j];
-            let st = bufs.pkt.storage_mut();
-            let meta = match s.ike.natt.recv(st) {
-                Ok(Some(m)) => m,
-                Ok(None) => return,
+            let got = match s
+                .ike
+                .natt
+                .recv_many(&mut bufs.rx[..batch], &mut bufs.metas[..batch])
+            {
+                Ok(0) => break,
+                Ok(n) => n,
                 Err(e) => {
                     debug!("recv 4500: {e}");
-                    return;
+                    break;
                 }
             };
-            let local = SocketAddr::new(meta.dst.unwrap_or(s.ip), NATT_PORT);
-            let len = meta.len.min(packet::BUF_SIZE);
-            match classify_4500(&bufs.pkt.storage()[..len]) {
-                Udp4500::Ike => {
-                    let data = &bufs.pkt.storage()[..len];
-                    if let Err(e) = self.ike.handle_datagram(now, local, meta.src, data) {
-                        debug!(from = %meta.src, "IKE datagram dropped: {e}");
+            let ip = s.ip;
+            for k in 0..got {
+                let meta = bufs.metas[k];
+                let len = meta.len.min(packet::BUF_SIZE);
+                let buf = &mut bufs.rx[k];
+                match classify_4500(&buf.storage()[..len]) {
+                    Udp4500::Ike => {
+                        let local = SocketAddr::new(meta.dst.unwrap_or(ip), NATT_PORT);
+                        let data = &buf.storage()[..len];
+                        if let Err(e) = self.ike.handle_datagram(now, local, meta.src, data) {
+                            debug!(from = %meta.src, "IKE datagram dropped: {e}");
+                        }
                     }
-                }
-                Udp4500::Esp(spi) => {
-                    if bufs.pkt.set_range(0..len).is_ok() {
-                        self.deliver(now, spi, bufs);
+                    Udp4500::Esp(spi) => {
+                        if buf.set_range(0..len).is_ok() {
+                            self.deliver(now, spi, buf, &mut bufs.gro);
+                        }
                     }
+                    Udp4500::Keepalive | Udp4500::Junk => {}
                 }
-                Udp4500::Keepalive | Udp4500::Junk => {}
+            }
+            if got < batch {
+                break;
             }
         }
+        self.flush_gro(&mut bufs.gro);
     }
 
     fn on_raw(&mut self, now: Instant, j: usize, bufs: &mut Bufs) {
+        let batch = self.tuning.batch;
         for _ in 0..BURST {
             let Some(raw) = &self.socks[j].raw else {
                 return;
             };
-            let st = bufs.pkt.storage_mut();
-            let meta = match raw.recv(st) {
-                Ok(Some(m)) => m,
-                Ok(None) => return,
+            let got = match raw.recv_many(&mut bufs.rx[..batch], &mut bufs.metas[..batch]) {
+                Ok(0) => break,
+                Ok(n) => n,
                 Err(e) => {
                     debug!("recv ESP: {e}");
-                    return;
+                    break;
                 }
             };
-            let end = (meta.offset + meta.len).min(packet::BUF_SIZE);
-            if bufs.pkt.set_range(meta.offset..end).is_err() {
-                continue;
+            for k in 0..got {
+                let meta = bufs.metas[k];
+                let buf = &mut bufs.rx[k];
+                if meta.len == 0 {
+                    continue;
+                }
+                let end = (meta.offset + meta.len).min(packet::BUF_SIZE);
+                if buf.set_range(meta.offset..end).is_err() {
+                    continue;
+                }
+                let Some(spi) = packet::esp_spi(buf.data()) else {
+                    continue;
+                };
+                self.deliver(now, spi, buf, &mut bufs.gro);
             }
-            let Some(spi) = packet::esp_spi(bufs.pkt.data()) else {
-                continue;
-            };
-            self.deliver(now, spi, bufs);
+            if got < batch {
+                break;
+            }
         }
+        self.flush_gro(&mut bufs.gro);
     }
 
     fn send_transmit(&mut self, t: &Transmit) {
@@ -748,14 +996,22 @@ impl Gateway {
 
     /// Processes every queued IKE and data-path event and sends every
     /// queued IKE datagram.
-    fn drain(&mut self, now: Instant) {
+    /// Returns true if anything was processed.
+    fn drain(&mut self, now: Instant) -> bool {
+        let mut any = false;
         loop {
             let mut progress = false;
             while let Some(ev) = self.ike.poll_event() {
                 progress = true;
                 self.on_ike_event(now, ev);
             }
-            for i in 0..self.tunnels.len() {
+            let n = if self.all_dirty {
+                self.tunnels.len()
+            } else {
+                self.dirty.len()
+            };
+            for k in 0..n {
+                let i = if self.all_dirty { k } else { self.dirty[k] };
                 while let Some(ev) = self.tunnels[i].dp.poll_event() {
                     progress = true;
                     self.on_dp_event(now, i, ev);
@@ -768,8 +1024,17 @@ impl Gateway {
             if !progress {
                 break;
             }
+            any = true;
         }
-        self.update_groups();
+        for &i in &self.dirty {
+            self.dirty_mark[i] = false;
+        }
+        self.dirty.clear();
+        self.all_dirty = false;
+        if any {
+            self.update_groups();
+        }
+        any
     }
 
     fn on_ike_event(&mut self, now: Instant, ev: IkeEvent) {
@@ -1175,6 +1440,56 @@ fn jitter(max: Duration) -> Duration {
         .unwrap_or(0);
     let ms = max.as_millis().max(1) as u32;
     Duration::from_millis(u64::from(n % ms))
+}
+
+/// Writes one plain IP packet to a TUN (behind an all-zero virtio-net
+/// header if the device has one).
+fn tun_write(tun: &Tun, pkt: &[u8]) -> std::io::Result<Option<usize>> {
+    if tun.vnet_hdr() {
+        tun.queue(0)
+            .expect("one queue")
+            .write_vnet(&[0; VNET_HDR_LEN], pkt)
+    } else {
+        tun.write(pkt)
+    }
+}
+
+/// Sends ESP packets to one peer with `sendmmsg`; returns the drop reason
+/// and how many packets were not sent.
+fn send_esp_many(
+    socks: &[LocalSocks],
+    esp: &[&[u8]],
+    tunnel: TunnelEndpoints,
+    udp_encap: Option<UdpEncap>,
+) -> (LocalDrop, usize) {
+    if esp.len() == 1 {
+        return match send_esp(socks, esp[0], tunnel, udp_encap) {
+            Some(d) => (d, 1),
+            None => (LocalDrop::SendFailed, 0),
+        };
+    }
+    let Some(s) = socks.iter().find(|s| s.ip == tunnel.local) else {
+        return (LocalDrop::SendFailed, esp.len());
+    };
+    let mut sent = 0;
+    while sent < esp.len() {
+        let r = match udp_encap {
+            Some(u) => s.ike.natt.send_many(
+                &esp[sent..],
+                SocketAddr::new(tunnel.remote, u.remote_port),
+                Some(tunnel.local),
+            ),
+            None => match &s.raw {
+                Some(raw) => raw.send_many(&esp[sent..], tunnel.remote, Some(tunnel.local)),
+                None => return (LocalDrop::NoRawSocket, esp.len()),
+            },
+        };
+        match r {
+            Ok(n) if n > 0 => sent += n,
+            _ => break,
+        }
+    }
+    (LocalDrop::SendFailed, esp.len() - sent)
 }
 
 /// Sends one ESP packet; returns the drop to count on failure.

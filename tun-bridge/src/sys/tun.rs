@@ -44,6 +44,68 @@ impl TunOptions {
     }
 }
 
+/// Length of the `struct virtio_net_hdr` in front of every packet of a
+/// device opened with `IFF_VNET_HDR` (the kernel's default size).
+pub const VNET_HDR_LEN: usize = 10;
+
+/// `struct virtio_net_hdr`: how the kernel describes (and wants to be told
+/// about) checksum and segmentation offload of one packet on a TUN device
+/// with `IFF_VNET_HDR`. Fields are little-endian on the wire (x86/arm64:
+/// native).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    /// `VIRTIO_NET_HDR_F_*`.
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`.
+    pub gso_type: u8,
+    /// Length of the headers (IP + transport) repeated in every segment.
+    pub hdr_len: u16,
+    /// Payload bytes per segment.
+    pub gso_size: u16,
+    /// Where checksumming starts (the transport header).
+    pub csum_start: u16,
+    /// Offset of the checksum field from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// The checksum at `csum_start + csum_offset` is partial (pseudo
+    /// header only) and must be completed.
+    pub const F_NEEDS_CSUM: u8 = 1;
+    /// Not a GSO packet.
+    pub const GSO_NONE: u8 = 0;
+    /// TCP over IPv4 super-packet.
+    pub const GSO_TCPV4: u8 = 1;
+    /// TCP over IPv6 super-packet.
+    pub const GSO_TCPV6: u8 = 4;
+    /// ECN bit of `gso_type`.
+    pub const GSO_ECN: u8 = 0x80;
+
+    /// Parses the first [`VNET_HDR_LEN`] bytes.
+    pub fn parse(b: &[u8]) -> Option<VnetHdr> {
+        let b = b.get(..VNET_HDR_LEN)?;
+        let u = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        Some(VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
+    }
+
+    /// Writes the header into `b[..VNET_HDR_LEN]`.
+    pub fn emit(&self, b: &mut [u8; VNET_HDR_LEN]) {
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+    }
+}
+
 /// One queue (file descriptor) of a TUN device; non-blocking.
 #[derive(Debug)]
 pub struct TunQueue {
@@ -72,6 +134,27 @@ impl TunQueue {
         nonblocking(|| {
             // SAFETY: `pkt` is a valid readable slice for its whole length.
             cvt_size(unsafe { libc::write(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) })
+        })
+    }
+}
+
+impl TunQueue {
+    /// Write one packet behind a virtio-net header (`IFF_VNET_HDR`
+    /// devices) with one `writev`; `None` if the queue is full.
+    pub fn write_vnet(&self, hdr: &[u8; VNET_HDR_LEN], pkt: &[u8]) -> io::Result<Option<usize>> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: pkt.as_ptr() as *mut libc::c_void,
+                iov_len: pkt.len(),
+            },
+        ];
+        nonblocking(|| {
+            // SAFETY: both iovecs describe live, readable slices.
+            cvt_size(unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) })
         })
     }
 }
@@ -185,6 +268,11 @@ impl Tun {
     /// Write to queue 0, see [`TunQueue::write`].
     pub fn write(&self, pkt: &[u8]) -> io::Result<Option<usize>> {
         self.queues[0].write(pkt)
+    }
+
+    /// True if the device was opened with `IFF_VNET_HDR`.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
     }
 
     /// Enable offloads (`TUN_F_*` bits) — needs `vnet_hdr`.

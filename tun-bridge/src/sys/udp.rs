@@ -222,6 +222,200 @@ fn send_with_src(
     })
 }
 
+/// Most datagrams one [`recv_many`]/[`send_many`] call moves.
+pub const BATCH_MAX: usize = 64;
+
+/// A receive slot for [`UdpSock::recv_many`] / [`RawEspSocket::recv_many`]:
+/// the whole writable storage of a buffer.
+pub trait RecvSlot {
+    /// The bytes a datagram may be received into.
+    fn slot(&mut self) -> &mut [u8];
+}
+
+impl RecvSlot for Vec<u8> {
+    fn slot(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl<S: AsRef<[u8]> + AsMut<[u8]>> RecvSlot for ipsec_core::buf::PacketBuf<S> {
+    fn slot(&mut self) -> &mut [u8] {
+        self.storage_mut().as_mut()
+    }
+}
+
+/// `recvmmsg` into up to [`BATCH_MAX`] slots; fills `metas` (offset 0) and
+/// returns how many datagrams arrived (0 = would block). Truncated
+/// datagrams are reported with `len` 0.
+fn recv_many_raw<B: RecvSlot>(
+    fd: RawFd,
+    bufs: &mut [B],
+    metas: &mut [RecvMeta],
+) -> io::Result<usize> {
+    let n = bufs.len().min(metas.len()).min(BATCH_MAX);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut ss: [libc::sockaddr_storage; BATCH_MAX] = unsafe { zeroed() };
+    // SAFETY: as above.
+    let mut iov: [libc::iovec; BATCH_MAX] = unsafe { zeroed() };
+    let mut cbuf: [CmsgBuf; BATCH_MAX] = std::array::from_fn(|_| CmsgBuf([0; 64]));
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { zeroed() };
+    for (i, b) in bufs.iter_mut().take(n).enumerate() {
+        let s = b.slot();
+        iov[i] = libc::iovec {
+            iov_base: s.as_mut_ptr().cast(),
+            iov_len: s.len(),
+        };
+        let m = &mut hdrs[i].msg_hdr;
+        m.msg_name = (&mut ss[i] as *mut libc::sockaddr_storage).cast();
+        m.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        m.msg_iov = &mut iov[i];
+        m.msg_iovlen = 1;
+        m.msg_control = cbuf[i].0.as_mut_ptr().cast();
+        m.msg_controllen = cbuf[i].0.len() as _;
+    }
+    let got = nonblocking(|| {
+        // SAFETY: `hdrs[..n]` point into live buffers (slots, addresses,
+        // control buffers) of the stated lengths for the whole call.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        cvt(r)
+    })?;
+    let Some(got) = got else { return Ok(0) };
+    let got = got as usize;
+    for i in 0..got {
+        let m = &hdrs[i].msg_hdr;
+        let src =
+            sockaddr_from(&ss[i]).unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        let (mut dst, mut ifindex) = (None, 0u32);
+        // SAFETY: CMSG_* walk the control buffer the kernel filled in,
+        // bounded by msg_controllen; the data is read unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(m);
+            while !c.is_null() {
+                let data = libc::CMSG_DATA(c);
+                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                    let pi: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                    dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
+                    ifindex = pi.ipi_ifindex as u32;
+                } else if (*c).cmsg_level == libc::IPPROTO_IPV6
+                    && (*c).cmsg_type == libc::IPV6_PKTINFO
+                {
+                    let pi: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                    dst = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
+                    ifindex = pi.ipi6_ifindex;
+                }
+                c = libc::CMSG_NXTHDR(m, c);
+            }
+        }
+        let truncated = m.msg_flags & libc::MSG_TRUNC != 0;
+        metas[i] = RecvMeta {
+            len: if truncated {
+                0
+            } else {
+                hdrs[i].msg_len as usize
+            },
+            offset: 0,
+            src,
+            dst,
+            ifindex,
+        };
+    }
+    Ok(got)
+}
+
+/// `sendmmsg` of every packet of `pkts` to `dst` (source `src` if given),
+/// up to [`BATCH_MAX`]; returns how many the kernel took (the rest did not
+/// fit the socket buffer).
+fn send_many_raw(
+    fd: RawFd,
+    pkts: &[&[u8]],
+    dst: &SocketAddr,
+    src: Option<IpAddr>,
+) -> io::Result<usize> {
+    let n = pkts.len().min(BATCH_MAX);
+    if n == 0 {
+        return Ok(0);
+    }
+    let (mut ss, sslen) = sockaddr_to(dst);
+    let mut cbuf = CmsgBuf([0; 64]);
+    let mut clen = 0usize;
+    if let Some(src) = src {
+        // SAFETY: a zeroed msghdr whose control buffer is our own 64-byte,
+        // 8-aligned buffer, which fits one pktinfo message.
+        unsafe {
+            let mut tmp: libc::msghdr = zeroed();
+            tmp.msg_control = cbuf.0.as_mut_ptr().cast();
+            match src {
+                IpAddr::V4(a) => {
+                    clen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
+                    tmp.msg_controllen = clen as _;
+                    let c = libc::CMSG_FIRSTHDR(&tmp);
+                    (*c).cmsg_level = libc::IPPROTO_IP;
+                    (*c).cmsg_type = libc::IP_PKTINFO;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+                    let mut pi: libc::in_pktinfo = zeroed();
+                    pi.ipi_spec_dst.s_addr = u32::from(a).to_be();
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), pi);
+                }
+                IpAddr::V6(a) => {
+                    clen = libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
+                    tmp.msg_controllen = clen as _;
+                    let c = libc::CMSG_FIRSTHDR(&tmp);
+                    (*c).cmsg_level = libc::IPPROTO_IPV6;
+                    (*c).cmsg_type = libc::IPV6_PKTINFO;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
+                    let mut pi: libc::in6_pktinfo = zeroed();
+                    pi.ipi6_addr.s6_addr = a.octets();
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), pi);
+                }
+            }
+        }
+    }
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut iov: [libc::iovec; BATCH_MAX] = unsafe { zeroed() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { zeroed() };
+    for (i, p) in pkts.iter().take(n).enumerate() {
+        iov[i] = libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        };
+        let m = &mut hdrs[i].msg_hdr;
+        m.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
+        m.msg_namelen = sslen;
+        m.msg_iov = &mut iov[i];
+        m.msg_iovlen = 1;
+        if clen > 0 {
+            m.msg_control = cbuf.0.as_mut_ptr().cast();
+            m.msg_controllen = clen as _;
+        }
+    }
+    let r = nonblocking(|| {
+        // SAFETY: `hdrs[..n]` point into live buffers for the whole call;
+        // the kernel only reads the shared address and control buffers.
+        cvt(unsafe {
+            libc::sendmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        })
+    })?;
+    Ok(r.map_or(0, |k| k as usize))
+}
+
 fn enable_pktinfo(fd: RawFd, v6: bool) -> io::Result<()> {
     if v6 {
         setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
@@ -300,6 +494,27 @@ impl UdpSock {
         src: Option<IpAddr>,
     ) -> io::Result<Option<usize>> {
         send_with_src(self.sock.as_raw_fd(), data, &dst, src)
+    }
+
+    /// Receive up to [`BATCH_MAX`] datagrams with one `recvmmsg`; returns
+    /// how many (0 = nothing waiting). A truncated datagram has `len` 0.
+    pub fn recv_many<B: RecvSlot>(
+        &self,
+        bufs: &mut [B],
+        metas: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        recv_many_raw(self.sock.as_raw_fd(), bufs, metas)
+    }
+
+    /// Send every packet to `dst` with one `sendmmsg` (at most
+    /// [`BATCH_MAX`]); returns how many were taken.
+    pub fn send_many(
+        &self,
+        pkts: &[&[u8]],
+        dst: SocketAddr,
+        src: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        send_many_raw(self.sock.as_raw_fd(), pkts, &dst, src)
     }
 
     /// Set kernel receive/send buffer sizes (forced beyond rmem_max when
@@ -415,6 +630,45 @@ impl RawEspSocket {
         src: Option<IpAddr>,
     ) -> io::Result<Option<usize>> {
         send_with_src(self.fd.as_raw_fd(), esp, &SocketAddr::new(dst, 0), src)
+    }
+
+    /// Receive up to [`BATCH_MAX`] ESP packets with one `recvmmsg`; the
+    /// metadata is as for [`RawEspSocket::recv`]. Malformed or truncated
+    /// packets are reported with `len` 0.
+    pub fn recv_many<B: RecvSlot>(
+        &self,
+        bufs: &mut [B],
+        metas: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let got = recv_many_raw(self.fd.as_raw_fd(), bufs, metas)?;
+        if self.v6 {
+            return Ok(got);
+        }
+        for (b, m) in bufs.iter_mut().zip(metas.iter_mut()).take(got) {
+            let pkt = b.slot();
+            let n = m.len.min(pkt.len());
+            if n < 20 || pkt[0] >> 4 != 4 {
+                m.len = 0;
+                continue;
+            }
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            if ihl < 20 || ihl > n {
+                m.len = 0;
+                continue;
+            }
+            m.dst = Some(IpAddr::V4(Ipv4Addr::new(
+                pkt[16], pkt[17], pkt[18], pkt[19],
+            )));
+            m.offset = ihl;
+            m.len = n - ihl;
+        }
+        Ok(got)
+    }
+
+    /// Send ESP payloads to `dst` with one `sendmmsg`; returns how many
+    /// were taken.
+    pub fn send_many(&self, esp: &[&[u8]], dst: IpAddr, src: Option<IpAddr>) -> io::Result<usize> {
+        send_many_raw(self.fd.as_raw_fd(), esp, &SocketAddr::new(dst, 0), src)
     }
 
     /// Set kernel receive/send buffer sizes.

@@ -1,0 +1,489 @@
+#!/bin/bash
+# benches/e2e/run.sh : end-to-end data-path benchmark (root).
+#
+# Builds the interop topology (a host behind each of two gateways, in network
+# namespaces tbb-*) and measures, through
+#   plain    plain IP routing, no tunnel (the ceiling)
+#   tb-gcm   two tun-bridge gateways, ESP aes128gcm16
+#   ss-gcm   two strongSwan charons (kernel-libipsec = userspace ESP), aes128gcm16
+#   tb-sha1  tun-bridge, AWS sample suite (IKE aes128-sha1-modp1024, ESP aes128-sha1-modp1024)
+#   ss-sha1  strongSwan kernel-libipsec, same AWS suite
+#   wg       Debian's wireguard-go
+# the figures
+#   TCP Mbit/s (iperf3, 1 and 4 streams, lhost->rhost and rhost->lhost),
+#   UDP packets/s at 64 and 1400 byte payloads (highest offered rate with
+#     loss < 1 %, found by a short search), received pps,
+#   CPU per packet: user+sys CPU seconds of both gateway daemons during a
+#     1-stream TCP run / packets seen on the WAN veth (us/packet), and per GB,
+#   ping RTT through the idle tunnel and under a 4-stream TCP load.
+# Every figure is the median of RUNS runs. The table (markdown) goes to stdout
+# and to $OUT_DIR/table.md; raw values to $OUT_DIR/raw.txt.
+#
+# Usage:  sudo benches/e2e/run.sh                 (RUNS=3 SECS=5, ~25 min)
+#         RUNS=1 SECS=3 SCENARIOS="plain tb-gcm" TESTS="tcp udp" benches/e2e/run.sh
+# Environment:
+#   RUNS=3 SECS=5          runs per figure, seconds per iperf3 run
+#   SCENARIOS="plain tb-gcm ss-gcm tb-sha1 ss-sha1 wg"
+#   TESTS="tcp udp cpu lat"
+#   TB_BIN=path            tun-bridge binary (default: cargo build --release)
+#   TB_ENCAP=no|yes        tun-bridge encapsulation= (default: no = the
+#                          default path, raw ESP between two tun-bridges)
+#   OUT_DIR=/tmp/tbb-bench/<time>
+#   NO_INSTALL=1           do not apt-get missing packages
+#
+# Safety: only namespaces tbb-* and veths tbb* are created (connected only to
+# each other, never to the root namespace); every iperf3/ping is bounded with
+# -t/-c and `timeout`; processes are stopped by recorded PID; a trap removes
+# everything on exit.
+set -u
+set -o pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+RUNS=${RUNS:-3}; SECS=${SECS:-5}
+SCENARIOS=${SCENARIOS:-"plain tb-gcm ss-gcm tb-sha1 ss-sha1 wg"}
+TESTS=${TESTS:-"tcp udp cpu lat"}
+TB_ENCAP=${TB_ENCAP:-no}
+OUT_DIR=${OUT_DIR:-/tmp/tbb-bench/$(date +%Y%m%d-%H%M%S)}
+STATE=$OUT_DIR/state
+RAW=$OUT_DIR/raw.txt
+CHARON=/usr/lib/ipsec/charon
+PIDS=()
+NSS=(tbb-lhost tbb-left tbb-right tbb-rhost)
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root"
+
+# ------------------------------------------------------------------ install
+need_pkgs() {
+	local missing=()
+	command -v iperf3 >/dev/null || missing+=(iperf3)
+	command -v wireguard-go >/dev/null || missing+=(wireguard-go)
+	command -v wg >/dev/null || missing+=(wireguard-tools)
+	[ -x "$CHARON" ] || missing+=(strongswan-charon)
+	command -v swanctl >/dev/null || missing+=(strongswan-swanctl)
+	[ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] ||
+		missing+=(libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins)
+	command -v perf >/dev/null || missing+=(linux-perf)
+	command -v python3 >/dev/null || missing+=(python3)
+	[ ${#missing[@]} = 0 ] && return 0
+	[ "${NO_INSTALL:-0}" = 1 ] && die "missing packages: ${missing[*]}"
+	log "installing ${missing[*]}"
+	timeout 600 apt-get update -qq >/dev/null 2>&1 || true
+	DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y --no-install-recommends \
+		"${missing[@]}" >"$OUT_DIR/apt.log" 2>&1 || log "apt-get install failed (see $OUT_DIR/apt.log)"
+}
+
+# ------------------------------------------------------------- processes
+kill_pid() {
+	local pid=$1 i
+	[ -n "$pid" ] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+stop_all() {
+	local p
+	for p in "${PIDS[@]}"; do kill_pid "$p"; done
+	PIDS=()
+}
+
+# ------------------------------------------------------------- topology
+ns_del() {
+	local ns=$1 pid
+	case $ns in tbb-*) ;; *) return 0 ;; esac
+	if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns"; then
+		# everything inside a tbb-* namespace was started by this script
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill_pid "$pid"; done
+		ip netns del "$ns" 2>/dev/null || true
+	fi
+}
+topo_down() { local n; for n in "${NSS[@]}"; do ns_del "$n"; done; }
+veth() { # NS_A IF_A ADDR_A NS_B IF_B ADDR_B
+	ip -n "$1" link add "$2" type veth peer name "$5" netns "$4" || die "veth $2/$5"
+	ip -n "$1" addr add "$3" dev "$2"; ip -n "$4" addr add "$6" dev "$5"
+	ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
+}
+topo_up() {
+	local n
+	topo_down
+	for n in "${NSS[@]}"; do
+		ip netns add "$n" || die "netns add $n"
+		ip -n "$n" link set lo up
+		ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+	done
+	veth tbb-lhost tbblh0 10.1.0.2/24 tbb-left tbblh1 10.1.0.1/24
+	veth tbb-left tbbl0 192.0.2.1/24 tbb-right tbbr0 192.0.2.2/24
+	veth tbb-right tbbrh1 10.2.0.1/24 tbb-rhost tbbrh0 10.2.0.2/24
+	ip -n tbb-lhost route add default via 10.1.0.1
+	ip -n tbb-rhost route add default via 10.2.0.1
+	for n in tbb-left tbb-right; do
+		ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+	done
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_all
+	topo_down
+	rm -f /var/run/wireguard/tbbwgl.sock /var/run/wireguard/tbbwgr.sock
+	exit $rc
+}
+
+# ------------------------------------------------------------- tunnels
+GW_PIDS=()   # gateway daemon PIDs of the current scenario (CPU accounting)
+
+BG=  # PID of the last start_bg
+start_bg() { # LOGFILE CMD... : start in background, record PID in PIDS and BG
+	local logf=$1; shift
+	"$@" >"$logf" 2>&1 &
+	BG=$!; PIDS+=("$BG")
+}
+
+tb_conf() { # NAME AUTO LEFT RIGHT LSUB RSUB IKE ESP
+	cat <<EOF
+config setup
+
+conn bench
+  auto=$2
+  authby=secret
+  keyexchange=ikev2
+  type=tunnel
+  left=$3
+  right=$4
+  leftsubnet=$5
+  rightsubnet=$6
+  ike=$7
+  esp=$8
+  encapsulation=$TB_ENCAP
+  dpddelay=10
+  dpdtimeout=30
+EOF
+}
+
+tb_up() { # IKE ESP
+	local d=$STATE/tb i pl pr st
+	mkdir -p "$d"; chmod 700 "$d"
+	tb_conf b add 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24 "$1" "$2" >"$d/r.conf"
+	tb_conf a start 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24 "$1" "$2" >"$d/l.conf"
+	(umask 077; echo '192.0.2.2 192.0.2.1 : PSK "tbb-bench-psk-0123456789"' >"$d/r.secrets"
+	 echo '192.0.2.1 192.0.2.2 : PSK "tbb-bench-psk-0123456789"' >"$d/l.secrets")
+	RUST_LOG=info start_bg "$d/r.log" ip netns exec tbb-right "$TB_BIN" up --config "$d/r.conf" --secrets "$d/r.secrets" --control "$d/r.sock"; pr=$BG
+	sleep 0.3
+	RUST_LOG=info start_bg "$d/l.log" ip netns exec tbb-left "$TB_BIN" up --config "$d/l.conf" --secrets "$d/l.secrets" --control "$d/l.sock"; pl=$BG
+	GW_PIDS=("$pl" "$pr")
+	for i in $(seq 100); do
+		st=$("$TB_BIN" status --json --control "$d/l.sock" 2>/dev/null | python3 -c 'import json,sys
+try: print(json.load(sys.stdin)["tunnels"][0]["state"])
+except Exception: print("?")')
+		[ "$st" = established ] && return 0
+		kill -0 "$pl" 2>/dev/null || break
+		sleep 0.2
+	done
+	tail -20 "$d/l.log" "$d/r.log" >&2
+	die "tun-bridge tunnel did not come up"
+}
+
+ss_conf() { # DIR
+	local d=$1 sub
+	mkdir -p "$d/run"
+	for sub in x509 x509ca x509ocsp x509aa x509ac x509crl pubkey private rsa ecdsa bliss pkcs8 pkcs12; do mkdir -p "$d/$sub"; done
+	cat >"$d/strongswan.conf" <<EOF
+charon {
+	load_modular = no
+	load = random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 x509 pubkey revocation constraints vici kernel-libipsec kernel-netlink socket-default updown
+	routing_table = 220
+	routing_table_prio = 220
+	plugins {
+		vici { socket = unix://$d/run/charon.vici }
+	}
+	filelog { bench { path = $d/charon.log
+		default = 1 } }
+	syslog { daemon { default = -1 } }
+}
+EOF
+}
+ss_swanctl() { # DIR LOCAL REMOTE LTS RTS IKE ESP
+	cat >"$1/swanctl.conf" <<EOF
+connections {
+	s2s {
+		version = 2
+		local_addrs = $2
+		remote_addrs = $3
+		proposals = $6
+		local { auth = psk
+			id = $2 }
+		remote { auth = psk
+			id = $3 }
+		children { net { mode = tunnel
+			local_ts = $4
+			remote_ts = $5
+			esp_proposals = $7
+			start_action = none } }
+	}
+}
+secrets { ike-peer { id-a = $2
+	id-b = $3
+	secret = "tbb-bench-psk-0123456789" } }
+EOF
+}
+ss_start() { # NS DIR -> pid in BG
+	local ns=$1 d=$2 i pid
+	rm -f "$d/run/charon.pid" "$d/run/charon.vici"
+	start_bg "$d/charon.stdout" ip netns exec "$ns" sh -c 'mount --bind "$1/run" /run && exec env STRONGSWAN_CONF="$1/strongswan.conf" "$2"' sh "$d" "$CHARON"
+	pid=$BG
+	for i in $(seq 100); do
+		[ -S "$d/run/charon.vici" ] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	die "charon in $ns did not start"
+}
+swanctl_in() { local d=$1 c=$2; shift 2; STRONGSWAN_CONF=$d/strongswan.conf swanctl "$c" --uri "unix://$d/run/charon.vici" "$@"; }
+ss_up() { # IKE ESP
+	local dl=$STATE/ssl dr=$STATE/ssr pl pr
+	rm -rf "$dl" "$dr"; ss_conf "$dl"; ss_conf "$dr"
+	ss_swanctl "$dl" 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24 "$1" "$2"
+	ss_swanctl "$dr" 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24 "$1" "$2"
+	ss_start tbb-left "$dl"; pl=$BG; ss_start tbb-right "$dr"; pr=$BG
+	GW_PIDS=("$pl" "$pr")
+	swanctl_in "$dl" --load-all --file "$dl/swanctl.conf" >/dev/null || die "swanctl load"
+	swanctl_in "$dr" --load-all --file "$dr/swanctl.conf" >/dev/null || die "swanctl load"
+	swanctl_in "$dl" --initiate --child net --timeout 20 >"$dl/initiate.out" 2>&1 || {
+		tail -20 "$dl/charon.log" >&2; die "strongSwan did not come up"; }
+}
+
+wg_up() {
+	local d=$STATE/wg pl pr i
+	mkdir -p "$d"; chmod 700 "$d"
+	(umask 077; wg genkey >"$d/l.key"; wg genkey >"$d/r.key")
+	wg pubkey <"$d/l.key" >"$d/l.pub"; wg pubkey <"$d/r.key" >"$d/r.pub"
+	rm -f /var/run/wireguard/tbbwgl.sock /var/run/wireguard/tbbwgr.sock
+	start_bg "$d/l.log" ip netns exec tbb-left env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f tbbwgl; pl=$BG
+	start_bg "$d/r.log" ip netns exec tbb-right env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go -f tbbwgr; pr=$BG
+	GW_PIDS=("$pl" "$pr")
+	for i in $(seq 50); do
+		[ -S /var/run/wireguard/tbbwgl.sock ] && [ -S /var/run/wireguard/tbbwgr.sock ] && break
+		sleep 0.1
+	done
+	ip netns exec tbb-left wg set tbbwgl private-key "$d/l.key" listen-port 51820 \
+		peer "$(cat "$d/r.pub")" endpoint 192.0.2.2:51820 allowed-ips 10.2.0.0/24 || die "wg set"
+	ip netns exec tbb-right wg set tbbwgr private-key "$d/r.key" listen-port 51820 \
+		peer "$(cat "$d/l.pub")" endpoint 192.0.2.1:51820 allowed-ips 10.1.0.0/24 || die "wg set"
+	ip -n tbb-left link set tbbwgl up; ip -n tbb-right link set tbbwgr up
+	ip -n tbb-left route add 10.2.0.0/24 dev tbbwgl
+	ip -n tbb-right route add 10.1.0.0/24 dev tbbwgr
+}
+
+plain_up() {
+	ip -n tbb-left route replace 10.2.0.0/24 via 192.0.2.2
+	ip -n tbb-right route replace 10.1.0.0/24 via 192.0.2.1
+	GW_PIDS=()
+}
+
+scenario_up() {
+	case $1 in
+		plain) plain_up ;;
+		tb-gcm) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 ;;
+		tb-sha1) tb_up aes128-sha1-modp1024 aes128-sha1-modp1024 ;;
+		ss-gcm) ss_up aes128gcm16-prfsha256-modp2048 aes128gcm16 ;;
+		ss-sha1) ss_up aes128-sha1-modp1024 aes128-sha1-modp1024 ;;
+		wg) wg_up ;;
+		*) die "unknown scenario $1" ;;
+	esac
+	local i
+	for i in $(seq 20); do
+		ip netns exec tbb-lhost timeout 3 ping -c 1 -W 1 10.2.0.2 >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	die "$1: no ping through the tunnel"
+}
+
+# ------------------------------------------------------------- measurements
+rec() { echo "$SC $*" >>"$RAW"; } # rec METRIC VALUE
+
+iperf_json() { # CLIENT_NS SERVER_NS SERVER_IP SECS ARGS... -> JSON on stdout
+	local cns=$1 sns=$2 sip=$3 t=$4 spid i; shift 4
+	ip netns exec "$sns" timeout $((t + 20)) iperf3 -s -1 -B "$sip" -p 5201 >/dev/null 2>&1 &
+	spid=$!; PIDS+=("$spid")
+	for i in $(seq 50); do
+		ip netns exec "$sns" ss -ltnu 2>/dev/null | grep -q "$sip:5201" && break
+		sleep 0.1
+	done
+	ip netns exec "$cns" timeout $((t + 15)) iperf3 -c "$sip" -p 5201 -t "$t" -J "$@" 2>/dev/null
+	wait "$spid" 2>/dev/null
+}
+
+tcp_mbps() { python3 -c 'import json,sys
+try: print("%.1f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))
+except Exception: print("FAIL")'; }
+
+test_tcp() {
+	local p r i v
+	for p in 1 4; do
+		for r in 0 1; do
+			for i in $(seq "$RUNS"); do
+				if [ $r = 1 ]; then v=$(iperf_json tbb-lhost tbb-rhost 10.2.0.2 "$SECS" -P $p -R | tcp_mbps)
+				else v=$(iperf_json tbb-lhost tbb-rhost 10.2.0.2 "$SECS" -P $p | tcp_mbps); fi
+				rec "tcp_${p}_$r" "$v"
+				log "$SC tcp streams=$p reverse=$r run=$i: $v Mbit/s"
+			done
+		done
+	done
+}
+
+# One UDP run at offered rate RATE (bits/s, 0 = unlimited) -> "pps loss%"
+udp_once() { # SIZE RATE SECS
+	iperf_json tbb-lhost tbb-rhost 10.2.0.2 "$3" -u -l "$1" -b "$2" -w 4M | python3 -c 'import json,sys
+try:
+    d=json.load(sys.stdin)["end"]["sum"]
+    secs=d["seconds"]; sent=d["packets"]; lost=d["lost_packets"]
+    print("%.0f %.3f" % ((sent-lost)/secs, 100.0*lost/max(sent,1)))
+except Exception: print("0 100")'
+}
+
+# Highest received pps with loss < 1 %: first an unlimited run (if its loss
+# is < 1 % the sender is the limit), then offered rates stepping down from
+# 0.9 x the best received rate until loss < 1 % (at most 6 steps).
+ok_loss() { python3 -c "import sys; sys.exit(0 if float('$1') < 1.0 else 1)"; }
+udp_search() { # SIZE -> pps
+	local size=$1 t=$SECS out pps loss rate k
+	out=$(udp_once "$size" 0 "$t"); pps=${out% *}; loss=${out#* }
+	log "$SC udp size=$size offered=unlimited -> ${pps}pps loss=${loss}%"
+	if [ "$pps" != 0 ] && ok_loss "$loss"; then echo "$pps"; return; fi
+	[ "$pps" = 0 ] && pps=20000
+	rate=$(python3 -c "print(max(100, int($pps*0.9)))")
+	for k in 1 2 3 4 5 6; do
+		out=$(udp_once "$size" "$(python3 -c "print(int($rate*$size*8))")" "$t"); pps=${out% *}; loss=${out#* }
+		log "$SC udp size=$size offered=${rate}pps -> ${pps}pps loss=${loss}%"
+		if [ "$pps" != 0 ] && ok_loss "$loss"; then echo "$pps"; return; fi
+		rate=$(python3 -c "r=$rate; p=$pps; print(max(100, int(min(r*0.8, p*0.9) if p > 0 else r*0.5)))")
+	done
+	echo FAIL
+}
+
+test_udp() {
+	local s i v
+	for s in 64 1400; do
+		for i in $(seq "$RUNS"); do
+			v=$(udp_search $s)
+			rec "udp_$s" "$v"
+			log "$SC udp size=$s run=$i: $v pps (loss < 1 %)"
+		done
+	done
+}
+
+cpu_ticks() { # sum of utime+stime (all threads) of GW_PIDS, in clock ticks
+	local p t=0 v
+	for p in "${GW_PIDS[@]}"; do
+		v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+		t=$((t + v))
+	done
+	echo "$t"
+}
+wan_pkts() { ip netns exec tbb-left awk '/tbbl0:/ {print $3+$11}' /proc/net/dev; }
+wan_bytes() { ip netns exec tbb-right awk '/tbbrh1:/ {print $10}' /proc/net/dev; }
+
+test_cpu() {
+	local i c0 c1 p0 p1 b0 b1 hz
+	[ ${#GW_PIDS[@]} = 0 ] && return 0
+	hz=$(getconf CLK_TCK)
+	for i in $(seq "$RUNS"); do
+		c0=$(cpu_ticks); p0=$(wan_pkts); b0=$(wan_bytes)
+		iperf_json tbb-lhost tbb-rhost 10.2.0.2 "$SECS" -P 1 >/dev/null
+		c1=$(cpu_ticks); p1=$(wan_pkts); b1=$(wan_bytes)
+		rec cpu_us_per_pkt "$(python3 -c "print('%.2f' % (($c1-$c0)/$hz*1e6/max($p1-$p0,1)))")"
+		rec cpu_s_per_gb "$(python3 -c "print('%.2f' % (($c1-$c0)/$hz/max(($b1-$b0)/1e9,1e-9)))")"
+		log "$SC cpu run=$i: $(( (c1 - c0) )) ticks, $((p1 - p0)) WAN packets, $((b1 - b0)) inner bytes"
+	done
+}
+
+ping_median() { python3 -c 'import re,sys,statistics
+v=[float(m.group(1)) for m in re.finditer(r"time=([0-9.]+)", sys.stdin.read())]
+print("%.3f" % statistics.median(v) if v else "FAIL")'; }
+
+test_lat() {
+	local i n spid v
+	n=$((SECS * 10))
+	for i in $(seq "$RUNS"); do
+		v=$(ip netns exec tbb-lhost timeout $((SECS + 10)) ping -c "$n" -i 0.1 -W 2 10.2.0.2 2>/dev/null | ping_median)
+		rec lat_idle_ms "$v"
+		( iperf_json tbb-lhost tbb-rhost 10.2.0.2 $((SECS + 2)) -P 4 >/dev/null ) &
+		spid=$!; PIDS+=("$spid")
+		sleep 1
+		v=$(ip netns exec tbb-lhost timeout $((SECS + 10)) ping -c "$n" -i 0.1 -W 2 10.2.0.2 2>/dev/null | ping_median)
+		wait "$spid" 2>/dev/null
+		rec lat_load_ms "$v"
+		log "$SC latency run=$i: idle $(tail -2 "$RAW" | head -1 | cut -d' ' -f3) ms, loaded $v ms"
+	done
+}
+
+# ------------------------------------------------------------- table
+table() {
+	python3 - "$RAW" "$SCENARIOS" "$RUNS" "$SECS" <<'EOF'
+import sys, statistics
+raw, scen, runs, secs = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+vals = {}
+for line in open(raw):
+    p = line.split()
+    if len(p) != 3: continue
+    vals.setdefault((p[0], p[1]), []).append(p[2])
+def med(s, m):
+    v = [float(x) for x in vals.get((s, m), []) if x != "FAIL"]
+    return statistics.median(v) if v else None
+rows = [("tcp_1_0", "TCP 1 stream lhost->rhost, Mbit/s", 0),
+        ("tcp_4_0", "TCP 4 streams lhost->rhost, Mbit/s", 0),
+        ("tcp_1_1", "TCP 1 stream rhost->lhost, Mbit/s", 0),
+        ("tcp_4_1", "TCP 4 streams rhost->lhost, Mbit/s", 0),
+        ("udp_64", "UDP 64 B, pps (loss < 1 %)", 0),
+        ("udp_1400", "UDP 1400 B, pps (loss < 1 %)", 0),
+        ("cpu_us_per_pkt", "CPU us / WAN packet (both gateways)", 1),
+        ("cpu_s_per_gb", "CPU s / GB (both gateways)", 1),
+        ("lat_idle_ms", "ping RTT idle, ms", 1),
+        ("lat_load_ms", "ping RTT under 4-stream TCP, ms", 1)]
+ratios = [("tb-gcm", "ss-gcm"), ("tb-sha1", "ss-sha1"), ("tb-gcm", "wg")]
+ratios = [r for r in ratios if r[0] in scen and r[1] in scen]
+hdr = ["metric (median of %s x %s s)" % (runs, secs)] + scen + ["%s / %s" % r for r in ratios]
+print("| " + " | ".join(hdr) + " |")
+print("|" + "---|" * len(hdr))
+def fmt(x, m):
+    if x is None: return "-"
+    if m.startswith("lat") or m.startswith("cpu"): return "%.2f" % x
+    return "%.0f" % x
+for m, name, lower in rows:
+    if not any((s, m) in vals for s in scen): continue
+    cells = [name] + [fmt(med(s, m), m) for s in scen]
+    for a, b in ratios:
+        x, y = med(a, m), med(b, m)
+        cells.append("%.2fx" % (x / y) if x and y else "-")
+    print("| " + " | ".join(cells) + " |")
+EOF
+}
+
+# ------------------------------------------------------------- main
+mkdir -p "$STATE"; : >"$RAW"
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+need_pkgs
+if [ -z "${TB_BIN:-}" ] && [[ " $SCENARIOS " == *" tb-"* ]]; then
+	log "building tun-bridge (release)"
+	(cd "$ROOT" && cargo build --release -q -p tun-bridge) || die "cargo build failed"
+	TB_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tun-bridge
+fi
+log "runs=$RUNS secs=$SECS scenarios=[$SCENARIOS] tests=[$TESTS] out=$OUT_DIR kernel=$(uname -r) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+{
+	echo "# $(date -Is) runs=$RUNS secs=$SECS kernel=$(uname -r) nproc=$(nproc) tb_encap=$TB_ENCAP"
+	[ -n "${TB_BIN:-}" ] && echo "# tun-bridge $TB_BIN $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)"
+} >"$OUT_DIR/header.txt"
+for SC in $SCENARIOS; do
+	log "=== $SC"
+	topo_up
+	scenario_up "$SC"
+	for t in $TESTS; do "test_$t"; done
+	stop_all
+	topo_down
+done
+{ cat "$OUT_DIR/header.txt"; echo; table; } | tee "$OUT_DIR/table.md"
+log "raw values: $RAW"

@@ -1,0 +1,464 @@
+//! Offloads between a TUN device opened with `IFF_VNET_HDR` and the
+//! per-packet path, the way wireguard-go uses them:
+//!
+//! * [`complete_csum`]: finish a partial (`NEEDS_CSUM`) checksum before a
+//!   packet is encrypted (the kernel left it to the "device", us).
+//! * [`Tso`]: split a TCP super-packet (up to 64 KiB, read in one `read`)
+//!   into MSS-sized segments, each a complete IP packet with valid
+//!   checksums, written into caller buffers (no allocation).
+//! * [`Gro`]: coalesce consecutive decrypted TCP/IPv4 segments of one flow
+//!   into one super-packet written with one `write` and a GSO header, so the
+//!   kernel forwards one packet instead of dozens.
+
+use crate::sys::tun::{VnetHdr, VNET_HDR_LEN};
+use crate::sys::{csum_add, csum_finish};
+
+const TCP: u8 = 6;
+const FIN: u8 = 0x01;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+const CWR: u8 = 0x80;
+
+fn fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+fn be16(b: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([b[i], b[i + 1]])
+}
+
+fn be32(b: &[u8], i: usize) -> u32 {
+    u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// Completes a partial transport checksum: the field at `start + offset`
+/// holds the folded pseudo-header sum; sum from `start` to the end and store
+/// the complement there. Returns false if the offsets are outside `pkt`.
+pub fn complete_csum(pkt: &mut [u8], start: usize, offset: usize) -> bool {
+    let field = start.saturating_add(offset);
+    if start > pkt.len() || field.saturating_add(2) > pkt.len() {
+        return false;
+    }
+    let c = csum_finish(csum_add(0, &pkt[start..]));
+    pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+fn ipv4_csum(pkt: &mut [u8], ihl: usize) {
+    pkt[10] = 0;
+    pkt[11] = 0;
+    let c = csum_finish(csum_add(0, &pkt[..ihl]));
+    pkt[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Pseudo-header sum (not folded) for a TCP segment of `tcp_len` bytes.
+fn pseudo(pkt: &[u8], v6: bool, tcp_len: usize) -> u32 {
+    let acc = if v6 {
+        csum_add(0, &pkt[8..40])
+    } else {
+        csum_add(0, &pkt[12..20])
+    };
+    acc.wrapping_add(u32::from(TCP))
+        .wrapping_add((tcp_len as u32) >> 16)
+        .wrapping_add(tcp_len as u32 & 0xffff)
+}
+
+/// A TCP super-packet read behind a GSO virtio-net header, ready to be
+/// split with [`Tso::segment`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tso {
+    v6: bool,
+    l3: usize,
+    hlen: usize,
+    mss: usize,
+    payload: usize,
+}
+
+impl Tso {
+    /// Checks `pkt` (IP header onward) against `hdr`; `None` if it is not a
+    /// TCP super-packet this code can split (IPv4 with or without options,
+    /// IPv6 without extension headers).
+    pub fn new(pkt: &[u8], hdr: &VnetHdr) -> Option<Tso> {
+        let gso = hdr.gso_type & !VnetHdr::GSO_ECN;
+        let v6 = match (gso, pkt.first()? >> 4) {
+            (VnetHdr::GSO_TCPV4, 4) => false,
+            (VnetHdr::GSO_TCPV6, 6) => true,
+            _ => return None,
+        };
+        let l3 = if v6 {
+            if pkt.len() < 40 || pkt[6] != TCP {
+                return None;
+            }
+            40
+        } else {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            if ihl < 20 || pkt.len() < ihl || pkt[9] != TCP {
+                return None;
+            }
+            ihl
+        };
+        let thl = usize::from(*pkt.get(l3 + 12)? >> 4) * 4;
+        let hlen = l3 + thl;
+        let mss = usize::from(hdr.gso_size);
+        if thl < 20 || hlen > pkt.len() || mss == 0 {
+            return None;
+        }
+        Some(Tso {
+            v6,
+            l3,
+            hlen,
+            mss,
+            payload: pkt.len() - hlen,
+        })
+    }
+
+    /// Number of segments.
+    pub fn count(&self) -> usize {
+        self.payload.div_ceil(self.mss).max(1)
+    }
+
+    /// Length of the largest segment.
+    pub fn max_segment_len(&self) -> usize {
+        self.hlen + self.mss.min(self.payload)
+    }
+
+    /// Writes segment `i` of `pkt` (the super-packet given to [`Tso::new`])
+    /// into `out` as a complete IP packet with valid checksums; returns its
+    /// length, or `None` if `i` is out of range or `out` is too small.
+    pub fn segment(&self, pkt: &[u8], i: usize, out: &mut [u8]) -> Option<usize> {
+        let n = self.count();
+        if i >= n || pkt.len() != self.hlen + self.payload {
+            return None;
+        }
+        let off = i * self.mss;
+        let plen = self.mss.min(self.payload - off);
+        let len = self.hlen + plen;
+        let out = out.get_mut(..len)?;
+        out[..self.hlen].copy_from_slice(&pkt[..self.hlen]);
+        out[self.hlen..].copy_from_slice(&pkt[self.hlen + off..self.hlen + off + plen]);
+        let l3 = self.l3;
+        if self.v6 {
+            out[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+        } else {
+            out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            let id = be16(pkt, 4).wrapping_add(i as u16);
+            out[4..6].copy_from_slice(&id.to_be_bytes());
+            ipv4_csum(out, l3);
+        }
+        let seq = be32(pkt, l3 + 4).wrapping_add(off as u32);
+        out[l3 + 4..l3 + 8].copy_from_slice(&seq.to_be_bytes());
+        if i + 1 != n {
+            out[l3 + 13] &= !(FIN | PSH);
+        }
+        if i != 0 {
+            out[l3 + 13] &= !CWR;
+        }
+        out[l3 + 16] = 0;
+        out[l3 + 17] = 0;
+        let acc = csum_add(pseudo(out, self.v6, len - l3), &out[l3..]);
+        let c = csum_finish(acc);
+        out[l3 + 16..l3 + 18].copy_from_slice(&c.to_be_bytes());
+        Some(len)
+    }
+}
+
+/// Most segments merged into one super-packet.
+pub const GRO_MAX_SEGS: usize = 64;
+
+/// Coalesces consecutive in-order TCP/IPv4 segments of one flow (same
+/// addresses, ports, ACK, window, options, TOS, TTL; flags ACK or ACK|PSH;
+/// equal-sized segments with at most a shorter last one) into one
+/// super-packet behind a GSO virtio-net header.
+pub struct Gro {
+    /// Virtio-net header followed by the merged packet.
+    buf: Vec<u8>,
+    /// Bytes of packet in `buf` after the header (0 = empty).
+    len: usize,
+    segs: usize,
+    l3: usize,
+    hlen: usize,
+    mss: usize,
+    next_seq: u32,
+    closed: bool,
+}
+
+impl Default for Gro {
+    fn default() -> Self {
+        Gro::new()
+    }
+}
+
+impl Gro {
+    /// An empty coalescer (allocates its 64 KiB buffer once).
+    pub fn new() -> Gro {
+        Gro {
+            buf: vec![0; VNET_HDR_LEN + 65_535],
+            len: 0,
+            segs: 0,
+            l3: 0,
+            hlen: 0,
+            mss: 0,
+            next_seq: 0,
+            closed: false,
+        }
+    }
+
+    /// True if nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.segs == 0
+    }
+
+    /// Offers one IP packet. `true`: it was taken (merged, or it started a
+    /// new super-packet). `false`: it cannot join the held packet (flush
+    /// with [`Gro::finish`] and offer it again) or it is not coalescable at
+    /// all (a second offer to an empty coalescer also answers `false`:
+    /// write it on its own).
+    pub fn push(&mut self, pkt: &[u8]) -> bool {
+        // IPv4, TCP, not a fragment.
+        if pkt.len() < 40 || pkt[0] >> 4 != 4 || pkt[9] != TCP || be16(pkt, 6) & 0x3fff != 0 {
+            return false;
+        }
+        let l3 = usize::from(pkt[0] & 0x0f) * 4;
+        if l3 < 20 || pkt.len() < l3 + 20 || usize::from(be16(pkt, 2)) != pkt.len() {
+            return false;
+        }
+        let hlen = l3 + usize::from(pkt[l3 + 12] >> 4) * 4;
+        let flags = pkt[l3 + 13];
+        if hlen < l3 + 20 || hlen >= pkt.len() || flags & !PSH != ACK {
+            return false;
+        }
+        let plen = pkt.len() - hlen;
+        let seq = be32(pkt, l3 + 4);
+        if self.segs == 0 {
+            self.buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
+            self.len = pkt.len();
+            self.segs = 1;
+            self.l3 = l3;
+            self.hlen = hlen;
+            self.mss = plen;
+            self.next_seq = seq.wrapping_add(plen as u32);
+            self.closed = flags & PSH != 0;
+            return true;
+        }
+        if self.closed
+            || self.segs >= GRO_MAX_SEGS
+            || l3 != self.l3
+            || hlen != self.hlen
+            || plen > self.mss
+            || seq != self.next_seq
+            || self.len + plen > 65_535
+        {
+            return false;
+        }
+        let held = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + hlen];
+        // TOS, DF, TTL, protocol, addresses; ports; ACK number; offset..window; options.
+        let same = pkt[1] == held[1]
+            && pkt[6] & 0x40 == held[6] & 0x40
+            && pkt[8..10] == held[8..10]
+            && pkt[12..l3] == held[12..l3]
+            && pkt[l3..l3 + 4] == held[l3..l3 + 4]
+            && pkt[l3 + 8..l3 + 12] == held[l3 + 8..l3 + 12]
+            && pkt[l3 + 12] == held[l3 + 12]
+            && pkt[l3 + 14..l3 + 16] == held[l3 + 14..l3 + 16]
+            && pkt[l3 + 20..hlen] == held[l3 + 20..hlen];
+        if !same {
+            return false;
+        }
+        let at = VNET_HDR_LEN + self.len;
+        self.buf[at..at + plen].copy_from_slice(&pkt[hlen..]);
+        self.len += plen;
+        self.segs += 1;
+        self.next_seq = seq.wrapping_add(plen as u32);
+        if flags & PSH != 0 {
+            self.buf[VNET_HDR_LEN + l3 + 13] |= PSH;
+            self.closed = true;
+        }
+        if plen < self.mss {
+            self.closed = true;
+        }
+        true
+    }
+
+    /// The held packet behind its virtio-net header (ready for one TUN
+    /// `write`), and empties the coalescer; `None` if empty. A single
+    /// segment is returned unchanged with an all-zero header.
+    pub fn finish(&mut self) -> Option<&[u8]> {
+        if self.segs == 0 {
+            return None;
+        }
+        let segs = std::mem::take(&mut self.segs);
+        let len = self.len;
+        let (hdr, pkt) = self.buf.split_at_mut(VNET_HDR_LEN);
+        let pkt = &mut pkt[..len];
+        let mut v = VnetHdr::default();
+        if segs > 1 {
+            let l3 = self.l3;
+            pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            ipv4_csum(pkt, l3);
+            let p = fold(pseudo(pkt, false, len - l3));
+            pkt[l3 + 16..l3 + 18].copy_from_slice(&p.to_be_bytes());
+            v = VnetHdr {
+                flags: VnetHdr::F_NEEDS_CSUM,
+                gso_type: VnetHdr::GSO_TCPV4,
+                hdr_len: self.hlen as u16,
+                gso_size: self.mss as u16,
+                csum_start: l3 as u16,
+                csum_offset: 16,
+            };
+        }
+        let hdr: &mut [u8; VNET_HDR_LEN] = hdr.try_into().expect("header length");
+        v.emit(hdr);
+        Some(&self.buf[..VNET_HDR_LEN + len])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP/IPv4 packet with valid checksums.
+    fn tcp4(seq: u32, flags: u8, payload: &[u8], opts: &[u8]) -> Vec<u8> {
+        let thl = 20 + opts.len();
+        let len = 20 + thl + payload.len();
+        let mut p = vec![0u8; len];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = TCP;
+        p[12..16].copy_from_slice(&[10, 1, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 2, 0, 2]);
+        ipv4_csum(&mut p, 20);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&77u32.to_be_bytes());
+        p[32] = ((thl / 4) as u8) << 4;
+        p[33] = flags;
+        p[34..36].copy_from_slice(&500u16.to_be_bytes());
+        p[40..40 + opts.len()].copy_from_slice(opts);
+        p[20 + thl..].copy_from_slice(payload);
+        let c = csum_finish(csum_add(pseudo(&p, false, len - 20), &p[20..]));
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn valid(p: &[u8]) -> bool {
+        let l3 = usize::from(p[0] & 0x0f) * 4;
+        csum_finish(csum_add(0, &p[..l3])) == 0
+            && csum_finish(csum_add(pseudo(p, false, p.len() - l3), &p[l3..])) == 0
+    }
+
+    #[test]
+    fn tso_then_gro_roundtrip() {
+        let opts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut sup = tcp4(1000, ACK | PSH, &payload, &opts);
+        // as the kernel hands it over: partial checksum, big length
+        let l3 = 20;
+        let p = fold(pseudo(&sup, false, sup.len() - l3));
+        sup[36..38].copy_from_slice(&p.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: VnetHdr::F_NEEDS_CSUM,
+            gso_type: VnetHdr::GSO_TCPV4,
+            hdr_len: 52,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let tso = Tso::new(&sup, &hdr).unwrap();
+        assert_eq!(tso.count(), 4);
+        let mut gro = Gro::new();
+        let mut out = vec![0u8; 2000];
+        for i in 0..4 {
+            let n = tso.segment(&sup, i, &mut out).unwrap();
+            let seg = &out[..n];
+            assert!(valid(seg), "segment {i}");
+            assert_eq!(be32(seg, 24), 1000 + 1448 * i as u32);
+            assert_eq!(seg[33] & PSH != 0, i == 3);
+            assert_eq!(
+                n,
+                if i < 3 {
+                    52 + 1448
+                } else {
+                    52 + 5000 - 3 * 1448
+                }
+            );
+            assert!(gro.push(seg));
+        }
+        assert!(tso.segment(&sup, 4, &mut out).is_none());
+        // closed after PSH / the short last segment
+        let extra = tcp4(6000, ACK, &[1; 10], &opts);
+        assert!(!gro.push(&extra));
+        let merged = gro.finish().unwrap().to_vec();
+        assert!(gro.is_empty());
+        let h = VnetHdr::parse(&merged).unwrap();
+        assert_eq!(h.gso_type, VnetHdr::GSO_TCPV4);
+        assert_eq!(h.gso_size, 1448);
+        assert_eq!(h.hdr_len, 52);
+        let mut m = merged[VNET_HDR_LEN..].to_vec();
+        assert_eq!(&m[52..], &payload[..]);
+        assert!(complete_csum(&mut m, 20, 16));
+        assert!(valid(&m));
+        assert_eq!(be16(&m, 2) as usize, m.len());
+        assert_eq!(m[33], ACK | PSH);
+    }
+
+    #[test]
+    fn gro_refuses_gaps_other_flows_and_flags() {
+        let mut gro = Gro::new();
+        let a = tcp4(1, ACK, &[0; 100], &[]);
+        assert!(gro.push(&a));
+        assert!(!gro.push(&tcp4(500, ACK, &[0; 100], &[]))); // gap
+        assert!(!gro.push(&tcp4(101, ACK | FIN, &[0; 100], &[]))); // FIN
+        let mut other = tcp4(101, ACK, &[0; 100], &[]);
+        other[20] ^= 1; // other source port
+        assert!(!gro.push(&other));
+        assert!(!gro.push(&tcp4(101, ACK, &[0; 101], &[]))); // larger than mss
+        assert!(gro.push(&tcp4(101, ACK, &[0; 100], &[])));
+        // one segment comes back unchanged with a zero header
+        let mut g2 = Gro::new();
+        assert!(g2.push(&a));
+        let one = g2.finish().unwrap();
+        assert_eq!(&one[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
+        assert_eq!(&one[VNET_HDR_LEN..], &a[..]);
+        // not TCP / pure ACK: not coalescable
+        let mut g3 = Gro::new();
+        assert!(!g3.push(&tcp4(1, ACK, &[], &[])));
+        let mut udp = a.clone();
+        udp[9] = 17;
+        assert!(!g3.push(&udp));
+        assert!(g3.finish().is_none());
+    }
+
+    #[test]
+    fn partial_checksum_completion() {
+        let mut p = tcp4(9, ACK, &[5; 33], &[]);
+        let want = p.clone();
+        let f = fold(pseudo(&p, false, p.len() - 20));
+        p[36..38].copy_from_slice(&f.to_be_bytes());
+        assert!(complete_csum(&mut p, 20, 16));
+        assert_eq!(p, want);
+        assert!(!complete_csum(&mut p, 200, 16));
+        assert!(!complete_csum(&mut p, 20, 70));
+    }
+
+    #[test]
+    fn tso_rejects_non_tcp() {
+        let mut p = tcp4(1, ACK, &[0; 10], &[]);
+        p[9] = 17;
+        let hdr = VnetHdr {
+            gso_type: VnetHdr::GSO_TCPV4,
+            gso_size: 4,
+            ..VnetHdr::default()
+        };
+        assert!(Tso::new(&p, &hdr).is_none());
+        assert!(Tso::new(&[0x60; 10], &hdr).is_none());
+        let v = VnetHdr::default();
+        assert!(Tso::new(&tcp4(1, ACK, &[0; 10], &[]), &v).is_none());
+    }
+}
