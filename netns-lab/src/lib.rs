@@ -11,6 +11,8 @@
 //! * [`StrongSwan`]: a charon (kernel-libipsec) peer in a namespace driven
 //!   through `swanctl`, configured from a [`SwanConnection`].
 //! * [`traffic`]: bulk TCP transfer with SHA-256 check, UDP echo probe.
+//! * [`Capture`]: `tcpdump` on an interface of a namespace (by PID, bounded
+//!   in time) and [`Pcap`] to count/print the captured packets by filter.
 //! * [`in_netns`]: run a closure on a thread that has `setns`-ed into a
 //!   namespace (sockets/devices it creates live in that namespace).
 //!
@@ -18,11 +20,13 @@
 //! Every wait is bounded by a timeout.
 #![deny(missing_docs)]
 
+mod capture;
 mod process;
 mod strongswan;
 mod topo;
 pub mod traffic;
 
+pub use capture::{mss_values, Capture, Pcap, SNAPLEN};
 pub use process::{run_with_timeout, ChildProc};
 pub use strongswan::{
     StrongSwan, SwanChild, SwanConnection, VgwTimers, AWS_ESP_PROPOSALS, AWS_IKE_PROPOSALS, CHARON,
@@ -202,6 +206,15 @@ impl Lab {
             have,
             "strongSwan (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins)",
         )
+    }
+
+    /// `true` if root and `tcpdump` (plus coreutils' `timeout`) are
+    /// installed (else skip / fail under `CI`).
+    pub fn require_tcpdump() -> bool {
+        if !Self::require_root() {
+            return false;
+        }
+        gate(capture::have_tcpdump(), "tcpdump (apt-get install tcpdump)")
     }
 
     /// A new, empty lab. Also removes namespaces left behind by earlier lab

@@ -117,6 +117,8 @@ pub struct TbConn {
     pub dpdaction: &'static str,
     /// `leftupdown=` arguments.
     pub updown: Option<Updown>,
+    /// Further `key=value` lines (e.g. `encapsulation=yes`).
+    pub extra: Vec<String>,
 }
 
 impl TbConn {
@@ -146,6 +148,7 @@ impl TbConn {
             dpdtimeout: "30s".into(),
             dpdaction: if auto == "start" { "restart" } else { "clear" },
             updown: None,
+            extra: Vec::new(),
         }
     }
 
@@ -188,6 +191,9 @@ impl TbConn {
                 let _ = write!(s, " -r {r}");
             }
             let _ = writeln!(s, "\"");
+        }
+        for l in &self.extra {
+            let _ = writeln!(s, "\t{l}");
         }
         s
     }
