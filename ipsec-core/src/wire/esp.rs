@@ -111,7 +111,7 @@ impl EspTrailer {
         // Non-short-circuit fold: the check costs the same for every input.
         let bad = pad
             .iter()
-            .zip(1u8..)
+            .zip(1u8..=u8::MAX)
             .fold(0u8, |acc, (&b, want)| acc | (b ^ want));
         if bad != 0 {
             return Err(WireError::BadPadding);
@@ -132,7 +132,7 @@ impl EspTrailer {
         if buf.len() != pl + TRAILER_LEN {
             return Err(WireError::BufferTooSmall);
         }
-        for (b, v) in buf[..pl].iter_mut().zip(1u8..) {
+        for (b, v) in buf[..pl].iter_mut().zip(1u8..=u8::MAX) {
             *b = v;
         }
         buf[pl] = self.pad_len;
@@ -144,6 +144,22 @@ impl EspTrailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The largest pad length (255) round-trips; the pad counter must not
+    /// overflow past 255 (found by the `udp_encap_classify` fuzz target).
+    #[test]
+    fn trailer_with_maximum_padding() {
+        let t = EspTrailer {
+            pad_len: 255,
+            next_header: IpProtocol(4),
+        };
+        let mut buf = vec![0u8; 3 + 255 + TRAILER_LEN];
+        t.emit(&mut buf[3..]).unwrap();
+        assert_eq!(buf[3 + 254], 255);
+        let (parsed, data_len) = EspTrailer::parse(&buf).unwrap();
+        assert_eq!(parsed.pad_len, 255);
+        assert_eq!(data_len, 3);
+    }
 
     #[test]
     fn header_fields() {
