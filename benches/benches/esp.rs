@@ -229,7 +229,7 @@ fn interleaved(fs: &mut [&mut dyn FnMut()], rounds: usize, chunk: Duration) -> V
         }
     }
     let k = fs.len();
-    let mut out = vec![Vec::with_capacity(rounds); k];
+    let mut out: Vec<Vec<f64>> = (0..k).map(|_| Vec::with_capacity(rounds)).collect();
     for r in 0..rounds {
         for j in 0..k {
             let i = (r + j) % k;

@@ -384,7 +384,7 @@ impl Counters {
     /// Counts one packet; returns the totals only if `totals` is set (they
     /// are then exact and include this packet). One atomic add on the fast
     /// path.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn count(&self, bytes: usize, totals: bool) -> (u64, u64) {
         let len = bytes as u64;
         if len > MAX_RECENT_LEN {
@@ -481,6 +481,8 @@ struct LifetimeState {
     lifetime: Lifetime,
     /// Any packet or byte limit set (else counting needs no totals).
     volume_limits: bool,
+    /// Any time limit set (else `check_time` needs no clock arithmetic).
+    time_limits: bool,
     installed: Instant,
     soft_fired: AtomicBool,
     hard_fired: AtomicBool,
@@ -500,6 +502,7 @@ impl LifetimeState {
         LifetimeState {
             lifetime,
             volume_limits: l.iter().any(|l| l.packets.is_some() || l.bytes.is_some()),
+            time_limits: l.iter().any(|l| l.time.is_some()),
             installed,
             soft_fired: AtomicBool::new(false),
             hard_fired: AtomicBool::new(false),
@@ -526,10 +529,10 @@ impl LifetimeState {
         if self.is_dead() {
             return (true, None);
         }
-        let (soft, hard) = (self.lifetime.soft.time, self.lifetime.hard.time);
-        if soft.is_none() && hard.is_none() {
+        if !self.time_limits {
             return (false, None);
         }
+        let (soft, hard) = (self.lifetime.soft.time, self.lifetime.hard.time);
         let age = now.saturating_duration_since(self.installed);
         if time_reached(hard, age) {
             return (true, self.kill());
@@ -775,7 +778,7 @@ impl OutboundSa {
     /// the counter exceeds the limit by at most the number of threads
     /// (only [`OutboundSa::skip_to`] can jump it close to `u64::MAX` while
     /// such an add is pending; it is a test hook).
-    #[inline]
+    #[inline(always)]
     fn next_seq(&self, max: u64) -> Option<u64> {
         if self.seq.load(Ordering::Relaxed) < FAST_SEQ_LIMIT {
             let prev = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -1083,6 +1086,7 @@ impl InboundSa {
     }
 
     /// True if the inner flow (remote → local) is covered by the selectors.
+    #[inline]
     pub fn selectors_match(&self, f: &FlowKey) -> bool {
         self.remote_ts.iter().any(|t| t.matches_src(f))
             && self.local_ts.iter().any(|t| t.matches_dst(f))
