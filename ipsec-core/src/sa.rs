@@ -835,16 +835,13 @@ impl OutboundSa {
         inner: Range<usize>,
     ) -> Result<Encapsulated, Dropped> {
         let mut event = None;
-        match self.encapsulate_inner(now, buf, inner, &mut event) {
-            Ok(mut e) => {
-                e.event = event;
-                Ok(e)
-            }
-            Err(reason) => {
+        // The inner function puts `event` into its result itself, so the
+        // success value is returned without another move.
+        self.encapsulate_inner(now, buf, inner, &mut event)
+            .map_err(|reason| {
                 self.counters.count_drop(reason);
-                Err(Dropped { reason, event })
-            }
-        }
+                Dropped { reason, event }
+            })
     }
 
     fn encapsulate_inner(
@@ -921,7 +918,7 @@ impl OutboundSa {
         Ok(Encapsulated {
             esp: start..end,
             seq,
-            event: None,
+            event: *event,
         })
     }
 }
@@ -1104,17 +1101,11 @@ impl InboundSa {
         esp: Range<usize>,
     ) -> Result<Decapsulated, Dropped> {
         let mut event = None;
-        let r = self.decapsulate_inner(now, buf, esp, &mut event);
-        match r {
-            Ok(mut d) => {
-                d.event = event;
-                Ok(d)
-            }
-            Err(reason) => {
+        self.decapsulate_inner(now, buf, esp, &mut event)
+            .map_err(|reason| {
                 self.counters.count_drop(reason);
-                Err(Dropped { reason, event })
-            }
-        }
+                Dropped { reason, event }
+            })
     }
 
     fn decapsulate_inner(
@@ -1191,7 +1182,7 @@ impl InboundSa {
             version,
             flow,
             seq,
-            event: None,
+            event: *event,
         })
     }
 }
