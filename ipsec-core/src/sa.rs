@@ -2,15 +2,14 @@
 //! per-packet tunnel-mode encapsulation and decapsulation (RFC 4303).
 //!
 //! An SA is one direction. [`OutboundSa`] and [`InboundSa`] process packets
-//! through `&self` (atomic sequence number and counters, a mutex around the
-//! replay window) so an SA can be shared across threads behind an `Arc`.
+//! through `&self` (atomic sequence number and counters, a lock-free replay
+//! window) so an SA can be shared across threads behind an `Arc`.
 //! Buffers belong to the caller; nothing here allocates per packet.
 
 use core::fmt;
 use core::net::IpAddr;
 use core::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
@@ -305,11 +304,37 @@ impl From<ReplayError> for DropReason {
 
 /// Live counters of one SA (or of a whole data path), readable while
 /// traffic flows.
-#[derive(Debug, Default)]
+///
+/// Counting a packet is a single atomic add: packets and bytes share one
+/// 64-bit word (`packets << 40 | bytes`) that is folded into 64-bit totals
+/// every 2^20 packets or 2^36 bytes. Readers ([`Counters::snapshot`], the
+/// totals [`Counters::count_packet`] returns) see exact, consistent values:
+/// a fold is bracketed by `folds_begun`/`folds_ended` and a reader that
+/// overlapped one retries, seqlock-style.
+#[derive(Default)]
 pub struct Counters {
-    packets: AtomicU64,
-    bytes: AtomicU64,
+    /// Packets (high 24 bits) and bytes (low 40 bits) since the last fold.
+    recent: AtomicU64,
+    /// Folded packet total.
+    base_packets: AtomicU64,
+    /// Folded byte total.
+    base_bytes: AtomicU64,
+    /// Folds started.
+    folds_begun: AtomicU64,
+    /// Folds finished.
+    folds_ended: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("Counters")
+            .field("packets", &s.packets)
+            .field("bytes", &s.bytes)
+            .field("drops", &s.drops)
+            .finish()
+    }
 }
 
 /// A snapshot of [`Counters`].
@@ -335,14 +360,98 @@ impl Stats {
     }
 }
 
+/// Bit position of the packet count in `Counters::recent`.
+const PACKET_SHIFT: u32 = 40;
+const RECENT_BYTES: u64 = (1 << PACKET_SHIFT) - 1;
+/// Fold once this many packets or bytes are in `recent`, far below the field
+/// widths (2^24 packets, 2^40 bytes). Every add that lands at or over a
+/// threshold folds before returning, so each thread has at most one add
+/// outstanding past it: `recent` could only overflow with millions of
+/// threads stalled inside `count`.
+const FOLD_PACKETS: u64 = 1 << 20;
+const FOLD_BYTES: u64 = 1 << 36;
+/// Larger packets bypass `recent` (which admits at most 2^16 bytes per add).
+const MAX_RECENT_LEN: u64 = 0xffff;
+
 impl Counters {
     /// Counts one processed packet of `bytes` inner bytes; returns the new
     /// packet and byte totals.
     #[inline]
     pub fn count_packet(&self, bytes: usize) -> (u64, u64) {
-        let p = self.packets.fetch_add(1, Ordering::Relaxed) + 1;
-        let b = self.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
-        (p, b)
+        self.count(bytes, true)
+    }
+
+    /// Counts one packet; returns the totals only if `totals` is set (they
+    /// are then exact and include this packet). One atomic add on the fast
+    /// path.
+    #[inline(always)]
+    pub(crate) fn count(&self, bytes: usize, totals: bool) -> (u64, u64) {
+        let len = bytes as u64;
+        if len > MAX_RECENT_LEN {
+            return self.fold_in(1, len);
+        }
+        // All orderings are SeqCst: the fold protocol relies on one total
+        // order, and on x86-64 SeqCst loads cost the same as plain ones.
+        let ended = if totals {
+            self.folds_ended.load(Ordering::SeqCst)
+        } else {
+            0
+        };
+        let add = (1 << PACKET_SHIFT) | len;
+        let v = self
+            .recent
+            .fetch_add(add, Ordering::SeqCst)
+            .wrapping_add(add);
+        let (p, b) = (v >> PACKET_SHIFT, v & RECENT_BYTES);
+        if p >= FOLD_PACKETS || b >= FOLD_BYTES {
+            return self.fold_in(0, 0);
+        }
+        if !totals {
+            return (0, 0);
+        }
+        let bp = self.base_packets.load(Ordering::SeqCst);
+        let bb = self.base_bytes.load(Ordering::SeqCst);
+        // No fold overlapped: `v` and the bases belong together.
+        if self.folds_begun.load(Ordering::SeqCst) == ended {
+            (bp + p, bb + b)
+        } else {
+            self.totals()
+        }
+    }
+
+    /// Moves `recent` into the bases (plus `packets`/`bytes` counted
+    /// directly); returns consistent totals afterwards.
+    #[cold]
+    fn fold_in(&self, packets: u64, bytes: u64) -> (u64, u64) {
+        self.folds_begun.fetch_add(1, Ordering::SeqCst);
+        let v = self.recent.swap(0, Ordering::SeqCst);
+        self.base_packets
+            .fetch_add((v >> PACKET_SHIFT) + packets, Ordering::SeqCst);
+        self.base_bytes
+            .fetch_add((v & RECENT_BYTES) + bytes, Ordering::SeqCst);
+        self.folds_ended.fetch_add(1, Ordering::SeqCst);
+        self.totals()
+    }
+
+    /// Consistent packet and byte totals: retried while a fold is in
+    /// progress (a fold is a handful of instructions, so this is brief).
+    fn totals(&self) -> (u64, u64) {
+        let mut spins = 0u32;
+        loop {
+            let ended = self.folds_ended.load(Ordering::SeqCst);
+            let v = self.recent.load(Ordering::SeqCst);
+            let bp = self.base_packets.load(Ordering::SeqCst);
+            let bb = self.base_bytes.load(Ordering::SeqCst);
+            if self.folds_begun.load(Ordering::SeqCst) == ended {
+                return (bp + (v >> PACKET_SHIFT), bb + (v & RECENT_BYTES));
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Counts one drop.
@@ -353,9 +462,10 @@ impl Counters {
 
     /// A snapshot.
     pub fn snapshot(&self) -> Stats {
+        let (packets, bytes) = self.totals();
         let mut s = Stats {
-            packets: self.packets.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
+            packets,
+            bytes,
             drops: [0; DropReason::COUNT],
         };
         for (d, c) in s.drops.iter_mut().zip(&self.drops) {
@@ -369,6 +479,10 @@ impl Counters {
 #[derive(Debug)]
 struct LifetimeState {
     lifetime: Lifetime,
+    /// Any packet or byte limit set (else counting needs no totals).
+    volume_limits: bool,
+    /// Any time limit set (else `check_time` needs no clock arithmetic).
+    time_limits: bool,
     installed: Instant,
     soft_fired: AtomicBool,
     hard_fired: AtomicBool,
@@ -384,8 +498,11 @@ fn time_reached(limit: Option<Duration>, age: Duration) -> bool {
 
 impl LifetimeState {
     fn new(lifetime: Lifetime, installed: Instant) -> Self {
+        let l = [lifetime.soft, lifetime.hard];
         LifetimeState {
             lifetime,
+            volume_limits: l.iter().any(|l| l.packets.is_some() || l.bytes.is_some()),
+            time_limits: l.iter().any(|l| l.time.is_some()),
             installed,
             soft_fired: AtomicBool::new(false),
             hard_fired: AtomicBool::new(false),
@@ -412,10 +529,10 @@ impl LifetimeState {
         if self.is_dead() {
             return (true, None);
         }
-        let (soft, hard) = (self.lifetime.soft.time, self.lifetime.hard.time);
-        if soft.is_none() && hard.is_none() {
+        if !self.time_limits {
             return (false, None);
         }
+        let (soft, hard) = (self.lifetime.soft.time, self.lifetime.hard.time);
         let age = now.saturating_duration_since(self.installed);
         if time_reached(hard, age) {
             return (true, self.kill());
@@ -424,6 +541,17 @@ impl LifetimeState {
             return (false, self.soften());
         }
         (false, None)
+    }
+
+    /// Counts a processed packet and runs the volume check.
+    #[inline]
+    fn count(&self, counters: &Counters, inner_len: usize) -> Option<Expiry> {
+        if !self.volume_limits {
+            counters.count(inner_len, false);
+            return None;
+        }
+        let (p, b) = counters.count(inner_len, true);
+        self.after_packet(p, b)
     }
 
     /// Volume check after a packet was counted.
@@ -472,6 +600,10 @@ fn validate_common(p: &SaParams) -> Result<(), SaError> {
     Ok(())
 }
 
+/// Below this counter value the outbound sequence number is taken with a
+/// plain `fetch_add` (see `OutboundSa::next_seq`).
+const FAST_SEQ_LIMIT: u64 = 1 << 63;
+
 /// Largest sequence number an SA may send.
 fn max_seq(esn: bool) -> u64 {
     if esn {
@@ -479,6 +611,29 @@ fn max_seq(esn: bool) -> u64 {
     } else {
         u64::from(u32::MAX)
     }
+}
+
+/// `n % align`, as a mask for the power-of-two block sizes every real
+/// cipher has (a division costs tens of cycles per packet).
+#[inline]
+fn rem_align(n: usize, align: usize) -> usize {
+    if align.is_power_of_two() {
+        n & (align - 1)
+    } else {
+        n % align
+    }
+}
+
+/// [`EspTrailer::pad_len_for`] without the division.
+#[inline]
+fn pad_len(inner_len: usize, block_len: usize) -> u8 {
+    let align = block_len.max(4);
+    if !align.is_power_of_two() {
+        return EspTrailer::pad_len_for(inner_len, block_len);
+    }
+    // `align` is at most 128 (the pad length field's contract), so this
+    // fits in u8.
+    ((align - rem_align(inner_len + esp::TRAILER_LEN, align)) & (align - 1)) as u8
 }
 
 /// A successfully encapsulated packet.
@@ -609,7 +764,32 @@ impl OutboundSa {
 
     /// Last sequence number used (0 before the first packet).
     pub fn last_seq(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
+        // Past exhaustion the counter keeps counting refused attempts.
+        self.seq.load(Ordering::Relaxed).min(max_seq(self.esn))
+    }
+
+    /// Takes the next sequence number, or `None` once `max` was used.
+    ///
+    /// Below [`FAST_SEQ_LIMIT`] this is one `fetch_add`: the counter cannot
+    /// wrap there (without ESN, `max` is 2^32 - 1 and refused attempts only
+    /// walk the 64-bit counter a little past it). In the top half of the
+    /// 64-bit space a compare-and-swap loop stops exactly at `max`. A
+    /// thread that saw the counter below the limit adds at most once, so
+    /// the counter exceeds the limit by at most the number of threads
+    /// (only [`OutboundSa::skip_to`] can jump it close to `u64::MAX` while
+    /// such an add is pending; it is a test hook).
+    #[inline(always)]
+    fn next_seq(&self, max: u64) -> Option<u64> {
+        if self.seq.load(Ordering::Relaxed) < FAST_SEQ_LIMIT {
+            let prev = self.seq.fetch_add(1, Ordering::Relaxed);
+            return (prev < max).then_some(prev + 1);
+        }
+        self.seq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                s.checked_add(1).filter(|n| *n <= max)
+            })
+            .ok()
+            .map(|prev| prev + 1)
     }
 
     /// Moves the sequence counter forward so the next packet uses
@@ -655,16 +835,13 @@ impl OutboundSa {
         inner: Range<usize>,
     ) -> Result<Encapsulated, Dropped> {
         let mut event = None;
-        match self.encapsulate_inner(now, buf, inner, &mut event) {
-            Ok(mut e) => {
-                e.event = event;
-                Ok(e)
-            }
-            Err(reason) => {
+        // The inner function puts `event` into its result itself, so the
+        // success value is returned without another move.
+        self.encapsulate_inner(now, buf, inner, &mut event)
+            .map_err(|reason| {
                 self.counters.count_drop(reason);
-                Err(Dropped { reason, event })
-            }
-        }
+                Dropped { reason, event }
+            })
     }
 
     fn encapsulate_inner(
@@ -693,7 +870,7 @@ impl OutboundSa {
             .start
             .checked_sub(front)
             .ok_or(DropReason::BufferTooSmall)?;
-        let pad_len = EspTrailer::pad_len_for(inner_len, self.block_len);
+        let pad_len = pad_len(inner_len, self.block_len);
         let payload_end = inner.end + usize::from(pad_len) + esp::TRAILER_LEN;
         let end = payload_end + self.icv_len;
         if end > buf.len() {
@@ -701,19 +878,26 @@ impl OutboundSa {
         }
         // Sequence numbers never wrap: exhaustion is a hard expiry.
         let max = max_seq(self.esn);
-        let seq = match self
-            .seq
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                s.checked_add(1).filter(|n| *n <= max)
-            }) {
-            Ok(prev) => prev + 1,
-            Err(_) => {
-                if let Some(e) = self.life.kill() {
-                    *event = Some(e);
-                }
-                return Err(DropReason::SeqExhausted);
+        let Some(seq) = self.next_seq(max) else {
+            if let Some(e) = self.life.kill() {
+                *event = Some(e);
             }
+            return Err(DropReason::SeqExhausted);
         };
+        // Counted right after taking the sequence number: the two atomic
+        // adds then run back to back, and neither waits for the stores of
+        // the encryption to drain. Nothing below can fail for a buffer that
+        // passed the checks above (a crypto provider that refuses it anyway
+        // is counted as a CryptoFailure drop on top).
+        if let Some(e) = self.life.count(&self.counters, inner_len) {
+            *event = Some(e);
+        } else if seq == max {
+            // Last number used: the SA cannot send again.
+            *event = self.life.kill().or(*event);
+        } else if seq >= max - max / 16 {
+            // 15/16 of the space used: ask for a rekey.
+            *event = self.life.soften().or(*event);
+        }
         let pkt = &mut buf[start..end];
         pkt[0..4].copy_from_slice(&self.spi.to_be_bytes());
         pkt[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
@@ -731,20 +915,10 @@ impl OutboundSa {
         self.cipher
             .seal(header, esn_hi, seq, iv, payload, icv)
             .map_err(|_| DropReason::CryptoFailure)?;
-        let (p, b) = self.counters.count_packet(inner_len);
-        if let Some(e) = self.life.after_packet(p, b) {
-            *event = Some(e);
-        } else if seq == max {
-            // Last number used: the SA cannot send again.
-            *event = self.life.kill().or(*event);
-        } else if seq >= max - max / 16 {
-            // 15/16 of the space used: ask for a rekey.
-            *event = self.life.soften().or(*event);
-        }
         Ok(Encapsulated {
             esp: start..end,
             seq,
-            event: None,
+            event: *event,
         })
     }
 }
@@ -790,7 +964,7 @@ pub struct InboundSa {
     iv_len: usize,
     icv_len: usize,
     block_len: usize,
-    replay: Mutex<ReplayWindow>,
+    replay: ReplayWindow,
     tunnel: TunnelEndpoints,
     udp_encap: Option<UdpEncap>,
     local_ts: Vec<TrafficSelector>,
@@ -838,7 +1012,7 @@ impl InboundSa {
             icv_len: cipher.icv_len(),
             block_len: cipher.block_len(),
             cipher,
-            replay: Mutex::new(replay),
+            replay,
             tunnel: params.tunnel,
             udp_encap: params.udp_encap,
             local_ts: params.local_ts.clone(),
@@ -895,7 +1069,7 @@ impl InboundSa {
 
     /// Highest authenticated sequence number.
     pub fn replay_top(&self) -> u64 {
-        self.window().top()
+        self.replay.top()
     }
 
     /// Time-based lifetime check without a packet (timers).
@@ -908,11 +1082,8 @@ impl InboundSa {
         self.life.next_deadline()
     }
 
-    fn window(&self) -> std::sync::MutexGuard<'_, ReplayWindow> {
-        self.replay.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// True if the inner flow (remote → local) is covered by the selectors.
+    #[inline]
     pub fn selectors_match(&self, f: &FlowKey) -> bool {
         self.remote_ts.iter().any(|t| t.matches_src(f))
             && self.local_ts.iter().any(|t| t.matches_dst(f))
@@ -930,17 +1101,11 @@ impl InboundSa {
         esp: Range<usize>,
     ) -> Result<Decapsulated, Dropped> {
         let mut event = None;
-        let r = self.decapsulate_inner(now, buf, esp, &mut event);
-        match r {
-            Ok(mut d) => {
-                d.event = event;
-                Ok(d)
-            }
-            Err(reason) => {
+        self.decapsulate_inner(now, buf, esp, &mut event)
+            .map_err(|reason| {
                 self.counters.count_drop(reason);
-                Err(Dropped { reason, event })
-            }
-        }
+                Dropped { reason, event }
+            })
     }
 
     fn decapsulate_inner(
@@ -962,12 +1127,12 @@ impl InboundSa {
             return Err(DropReason::Truncated);
         }
         let payload_len = pkt.len() - front - self.icv_len;
-        if payload_len % self.block_len.max(4) != 0 {
+        if rem_align(payload_len, self.block_len.max(4)) != 0 {
             return Err(DropReason::BadLength);
         }
         let seq_low = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
         // Check before spending work on the crypto.
-        let seq = self.window().check(seq_low)?;
+        let seq = self.replay.check(seq_low)?;
         let (header, rest) = pkt.split_at_mut(esp::HEADER_LEN);
         let (iv, rest) = rest.split_at_mut(self.iv_len);
         let (payload, icv) = rest.split_at_mut(payload_len);
@@ -979,8 +1144,10 @@ impl InboundSa {
                 CryptoError::BadLength => DropReason::BadLength,
                 _ => DropReason::CryptoFailure,
             })?;
-        // Authenticated: commit (re-checks against concurrent packets).
-        self.window().commit(seq)?;
+        // Authenticated: commit. This is the authoritative replay test (the
+        // check above is a filter): of concurrent packets with the same
+        // number, exactly one gets past it.
+        self.replay.commit_shared(seq)?;
         let (trailer, inner_len) = EspTrailer::parse(payload).map_err(|e| match e {
             WireError::Truncated => DropReason::Truncated,
             _ => DropReason::BadPadding,
@@ -992,24 +1159,21 @@ impl InboundSa {
             IpProtocol::NO_NEXT_HEADER => return Err(DropReason::DummyPacket),
             _ => return Err(DropReason::UnsupportedNextHeader),
         };
-        let want = match version {
-            IpVersion::V4 => 4,
-            IpVersion::V6 => 6,
+        // One version test, then the parser of that version only.
+        let parsed = match (version, inner.first().map(|b| b >> 4)) {
+            (_, None) => return Err(DropReason::BadInnerPacket),
+            (IpVersion::V4, Some(4)) => FlowKey::parse_v4(inner),
+            (IpVersion::V6, Some(6)) => FlowKey::parse_v6(inner),
+            _ => return Err(DropReason::WrongInnerVersion),
         };
-        match inner.first() {
-            None => return Err(DropReason::BadInnerPacket),
-            Some(b) if b >> 4 != want => return Err(DropReason::WrongInnerVersion),
-            Some(_) => {}
-        }
-        let (flow, total) = FlowKey::parse(inner).map_err(|_| DropReason::BadInnerPacket)?;
+        let (flow, total) = parsed.map_err(|_| DropReason::BadInnerPacket)?;
         if total != inner_len {
             return Err(DropReason::BadInnerPacket);
         }
         if !self.selectors_match(&flow) {
             return Err(DropReason::SelectorMismatch);
         }
-        let (p, b) = self.counters.count_packet(inner_len);
-        if let Some(e) = self.life.after_packet(p, b) {
+        if let Some(e) = self.life.count(&self.counters, inner_len) {
             *event = Some(e);
         }
         let start = esp.start + front;
@@ -1018,7 +1182,96 @@ impl InboundSa {
             version,
             flow,
             seq,
-            event: None,
+            event: *event,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_len_matches_the_wire_rule() {
+        for block in 0..=40 {
+            for n in 0..300 {
+                assert_eq!(
+                    pad_len(n, block),
+                    EspTrailer::pad_len_for(n, block),
+                    "block {block} len {n}"
+                );
+                let a = block.max(4);
+                assert_eq!(rem_align(n, a), n % a);
+            }
+        }
+    }
+
+    #[test]
+    fn counters_fold_exactly() {
+        let c = Counters::default();
+        let mut want = (0u64, 0u64);
+        // Cross the byte fold threshold several times with big packets, the
+        // direct path for oversized ones, and the packet threshold.
+        for i in 0..(3 * FOLD_PACKETS as usize / 2) {
+            let len = match i % 1000 {
+                0 => 70_000,
+                1 => 0,
+                _ => 1 + i % 1500,
+            };
+            want.0 += 1;
+            want.1 += len as u64;
+            if i % 4096 == 0 {
+                assert_eq!(c.count_packet(len), want);
+            } else {
+                c.count(len, false);
+            }
+        }
+        let s = c.snapshot();
+        assert_eq!((s.packets, s.bytes), want);
+        // 2^36 bytes in 64 KiB packets: the byte threshold folds too.
+        let c = Counters::default();
+        let n = (FOLD_BYTES / MAX_RECENT_LEN) * 2 + 7;
+        for _ in 0..n {
+            c.count(MAX_RECENT_LEN as usize, false);
+        }
+        assert_eq!(c.count_packet(1), (n + 1, n * MAX_RECENT_LEN + 1));
+    }
+
+    #[test]
+    fn counters_are_exact_under_concurrency() {
+        let c = Counters::default();
+        let per_thread = 600_000u64;
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let c = &c;
+                s.spawn(move || {
+                    let mut last = (0, 0);
+                    for i in 0..per_thread {
+                        let len = ((i * 7 + t) % 1500) as usize;
+                        if i % 64 == 0 {
+                            // Totals include this packet and never go back.
+                            let now = c.count_packet(len);
+                            assert!(now.0 > last.0 && now.1 >= last.1, "{now:?} {last:?}");
+                            last = now;
+                        } else {
+                            c.count(len, false);
+                        }
+                    }
+                });
+            }
+            // A reader while traffic flows: monotonic snapshots.
+            let mut last = 0;
+            for _ in 0..2000 {
+                let s = c.snapshot();
+                assert!(s.packets >= last);
+                last = s.packets;
+            }
+        });
+        let want_bytes: u64 = (0..4u64)
+            .map(|t| (0..per_thread).map(|i| (i * 7 + t) % 1500).sum::<u64>())
+            .sum();
+        let s = c.snapshot();
+        assert_eq!(s.packets, 4 * per_thread);
+        assert_eq!(s.bytes, want_bytes);
     }
 }

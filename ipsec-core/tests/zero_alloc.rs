@@ -7,7 +7,6 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ipsec_core::buf::{PacketBuf, RECOMMENDED_HEADROOM, RECOMMENDED_TAILROOM};
@@ -17,15 +16,16 @@ use ipsec_core::spd::{Action, Policy, PolicyId};
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
 thread_local! {
     static MEASURING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations by this thread while measuring. Per thread, so tests
+    /// running in parallel (`counter_works`) cannot leak into the count.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note() {
     if MEASURING.with(|m| m.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|a| a.set(a.get() + 1));
     }
 }
 
@@ -56,11 +56,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn measure<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = ALLOCS.with(|a| a.get());
     MEASURING.with(|m| m.set(true));
     let r = f();
     MEASURING.with(|m| m.set(false));
-    (r, ALLOCS.load(Ordering::Relaxed) - before)
+    (r, ALLOCS.with(|a| a.get()) - before)
 }
 
 #[test]

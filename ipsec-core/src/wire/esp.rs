@@ -97,6 +97,7 @@ impl EspTrailer {
     /// payload): the pad length must fit and the padding bytes must be the
     /// monotonic sequence 1, 2, 3, ... (RFC 4303 §2.4). Returns the trailer
     /// and the length of the protected data before the padding.
+    #[inline]
     pub fn parse(plain: &[u8]) -> Result<(EspTrailer, usize), WireError> {
         let n = plain.len();
         if n < TRAILER_LEN {

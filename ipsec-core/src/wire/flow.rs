@@ -66,6 +66,7 @@ impl FlowKey {
     }
 
     /// Parses an IPv4 packet; see [`FlowKey::parse`].
+    #[inline(always)] // one caller per packet path; avoids a result copy
     pub fn parse_v4(packet: &[u8]) -> Result<(FlowKey, usize), WireError> {
         let p = Ipv4Packet::new_checked(packet)?;
         let protocol = p.protocol();
@@ -86,6 +87,7 @@ impl FlowKey {
     }
 
     /// Parses an IPv6 packet; see [`FlowKey::parse`].
+    #[inline(always)]
     pub fn parse_v6(packet: &[u8]) -> Result<(FlowKey, usize), WireError> {
         let p = Ipv6Packet::new_checked(packet)?;
         let ul = p.upper_layer()?;
