@@ -48,6 +48,10 @@ const TOKEN_CONTROL: u64 = 100_000;
 /// Reads (or batched receives) per readiness event before polling again
 /// (fairness).
 const BURST: usize = 64;
+/// Receive/send buffer of the ESP sockets (`TUN_BRIDGE_SOCKBUF` overrides).
+const ESP_SOCKBUF: usize = 4 << 20;
+/// TUN txqueuelen (`TUN_BRIDGE_TXQLEN` overrides; None = kernel default).
+const TUN_TXQLEN: Option<u32> = None;
 /// Largest inner packet a segment buffer holds (TUN MTU upper bound).
 const SEG_MAX: usize = 9216;
 /// How long shutdown waits for DELETE responses.
@@ -205,11 +209,17 @@ struct GroState {
 
 /// Data-path tuning read once from the environment (for measurements):
 /// `TUN_BRIDGE_OFFLOAD=0` opens TUNs without `IFF_VNET_HDR` (no TSO/GRO);
-/// `TUN_BRIDGE_BATCH=N` (1..=64) caps packets per `recvmmsg`/`sendmmsg`.
+/// `TUN_BRIDGE_BATCH=N` (1..=64) caps packets per `recvmmsg`/`sendmmsg`;
+/// `TUN_BRIDGE_SOCKBUF=bytes` sets the ESP socket buffers;
+/// `TUN_BRIDGE_TXQLEN=N` sets the TUN txqueuelen.
 #[derive(Clone, Copy, Debug)]
 struct Tuning {
     offload: bool,
     batch: usize,
+    /// SO_RCVBUF/SO_SNDBUF of the ESP sockets (raw and UDP/4500).
+    sockbuf: usize,
+    /// TUN txqueuelen (None: the kernel default, 500).
+    txqlen: Option<u32>,
 }
 
 impl Tuning {
@@ -220,7 +230,22 @@ impl Tuning {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(BATCH_MAX)
             .clamp(1, BATCH_MAX);
-        Tuning { offload, batch }
+        let sockbuf = std::env::var("TUN_BRIDGE_SOCKBUF")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(ESP_SOCKBUF)
+            .clamp(64 << 10, 64 << 20);
+        let txqlen = std::env::var("TUN_BRIDGE_TXQLEN")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .map(|v| v.clamp(16, 10_000))
+            .or(TUN_TXQLEN);
+        Tuning {
+            offload,
+            batch,
+            sockbuf,
+            txqlen,
+        }
     }
 }
 
@@ -352,10 +377,12 @@ impl Gateway {
             let ike_socks = IkeSockets::bind(p.local)
                 .map_err(|e| format!("bind IKE sockets on {}:500/4500: {e}", p.local))?;
             let _ = ike_socks.ike.set_buffer_sizes(1 << 20, 1 << 20);
-            let _ = ike_socks.natt.set_buffer_sizes(4 << 20, 4 << 20);
+            let _ = ike_socks
+                .natt
+                .set_buffer_sizes(tuning.sockbuf, tuning.sockbuf);
             let raw = match RawEspSocket::open(p.local) {
                 Ok(r) => {
-                    let _ = r.set_buffer_sizes(4 << 20, 4 << 20);
+                    let _ = r.set_buffer_sizes(tuning.sockbuf, tuning.sockbuf);
                     Some(r)
                 }
                 Err(e) => {
@@ -407,6 +434,11 @@ impl Gateway {
             let ifindex = tun.ifindex()?;
             let nl = routes.netlink();
             nl.set_mtu(ifindex, u32::from(plan.mtu.mtu))?;
+            if let Some(q) = tuning.txqlen {
+                if let Err(e) = nl.set_txqlen(ifindex, q) {
+                    warn!(conn = %plan.name, "txqueuelen {q}: {e}");
+                }
+            }
             if let Some((a, len)) = plan.inside {
                 match nl.add_address(ifindex, a, len) {
                     Err(e) if !e.is_exists() => return Err(e.into()),

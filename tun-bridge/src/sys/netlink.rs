@@ -33,6 +33,7 @@ const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 
 const IFLA_MTU: u16 = 4;
+const IFLA_TXQLEN: u16 = 13;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_F_NODAD: u8 = 0x02;
@@ -454,7 +455,7 @@ impl Netlink {
         }
     }
 
-    fn link_msg(&mut self, ifindex: u32, flags: u32, change: u32, mtu: Option<u32>) -> u32 {
+    fn link_msg(&mut self, ifindex: u32, flags: u32, change: u32, attr: Option<(u16, u32)>) -> u32 {
         let seq = self.next_seq();
         let mut m = Msg::new(&mut self.req, RTM_NEWLINK, 0, seq);
         // ifinfomsg: family, pad, type, index, flags, change
@@ -462,8 +463,8 @@ impl Netlink {
         m.bytes(&(ifindex as i32).to_ne_bytes());
         m.bytes(&flags.to_ne_bytes());
         m.bytes(&change.to_ne_bytes());
-        if let Some(mtu) = mtu {
-            m.attr(IFLA_MTU, &mtu.to_ne_bytes());
+        if let Some((ty, v)) = attr {
+            m.attr(ty, &v.to_ne_bytes());
         }
         m.finish();
         seq
@@ -478,8 +479,15 @@ impl Netlink {
 
     /// Set the link MTU.
     pub fn set_mtu(&mut self, ifindex: u32, mtu: u32) -> Result<(), NetlinkError> {
-        let seq = self.link_msg(ifindex, 0, 0, Some(mtu));
+        let seq = self.link_msg(ifindex, 0, 0, Some((IFLA_MTU, mtu)));
         self.transact("set mtu", seq)
+    }
+
+    /// Set the link's transmit queue length (for a TUN: the packets the
+    /// kernel may queue for the reader before dropping).
+    pub fn set_txqlen(&mut self, ifindex: u32, qlen: u32) -> Result<(), NetlinkError> {
+        let seq = self.link_msg(ifindex, 0, 0, Some((IFLA_TXQLEN, qlen)));
+        self.transact("set txqueuelen", seq)
     }
 
     fn addr_msg(&mut self, ty: u16, flags: u16, ifindex: u32, addr: IpAddr, prefix_len: u8) -> u32 {
