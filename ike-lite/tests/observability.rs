@@ -197,3 +197,66 @@ fn scheduled_rekey_times_are_exposed_and_honoured() {
     );
     assert_eq!(net.a.child_rekey_at(net.a_conn, spi_in), None);
 }
+
+/// A Child SA rekey with PFS carries a KE of the ESP proposal's group, not
+/// the IKE SA's (the Libreswan bug the issue names): IKE on ECP-256 (19),
+/// ESP on MODP-2048 (14). The CREATE_CHILD_SA request is decrypted with the
+/// exported IKE keys and its KE payload inspected; exactly one request is
+/// sent, so the group was right the first time (no INVALID_KE repair).
+#[test]
+fn child_rekey_ke_uses_the_esp_pfs_group() {
+    use ike_lite::message::{parse_payloads, ExchangeType, Flags, Payload};
+    let (a, b) = pair("aes128gcm16-prfsha256-ecp256", "aes256-sha256-modp2048");
+    let cfg = Config {
+        export_ike_keys: true,
+        ..Config::default()
+    };
+    let mut net = Net::with_configs(cfg.clone(), a, cfg, b);
+    net.initiate(Side::A);
+    let keys = secrets(&net.events_a).remove(0);
+    for who in [Side::A, Side::B] {
+        let start = net.log.len();
+        let spi = children(net.events(who)).last().unwrap().spi_in;
+        let (now, c) = (net.now, net.conn(who));
+        net.ep(who).rekey_child(now, c, spi).unwrap();
+        net.pump();
+        let requests: Vec<_> = net.log[start..]
+            .iter()
+            .filter(|(from, t)| {
+                let m = t.payload.strip_prefix(&[0u8; 4][..]).unwrap_or(&t.payload);
+                let h = Header::parse(m).unwrap();
+                *from == who
+                    && h.exchange == ExchangeType::CREATE_CHILD_SA
+                    && !h.flags.contains(Flags::RESPONSE)
+            })
+            .collect();
+        assert_eq!(
+            requests.len(),
+            1,
+            "one CREATE_CHILD_SA request from {who:?}"
+        );
+        let t = &requests[0].1;
+        let mut m = t
+            .payload
+            .strip_prefix(&[0u8; 4][..])
+            .unwrap_or(&t.payload)
+            .to_vec();
+        let (e, i) = if who == Side::A {
+            (&keys.sk_ei, &keys.sk_ai)
+        } else {
+            (&keys.sk_er, &keys.sk_ar)
+        };
+        let c = keys.algorithms.suite.cipher(e, i).unwrap();
+        let range = sk_open(c.as_ref(), &mut m, HEADER_LEN, 4).unwrap();
+        let first = PayloadType(m[HEADER_LEN]);
+        let inner = parse_payloads(first, &m[range]).unwrap();
+        let groups: Vec<u16> = inner
+            .iter()
+            .filter_map(|p| match p {
+                Payload::Ke(k) => Some(k.group),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(groups, vec![14], "KE group of the rekey from {who:?}");
+    }
+}
