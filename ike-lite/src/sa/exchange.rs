@@ -1189,6 +1189,14 @@ impl IkeSa {
         self.kick(now, peer, out);
     }
 
+    /// The Child SA whose inbound SPI is `spi_in`.
+    fn child_mut(&mut self, spi_in: u32) -> Result<&mut Child, ApiError> {
+        self.children
+            .iter_mut()
+            .find(|c| c.spi_in == spi_in)
+            .ok_or(ApiError::UnknownChild)
+    }
+
     pub fn queue_rekey_child(
         &mut self,
         now: Instant,
@@ -1196,11 +1204,7 @@ impl IkeSa {
         peer: &PeerConfig,
         out: &mut Out<'_>,
     ) -> Result<(), ApiError> {
-        let c = self
-            .children
-            .iter_mut()
-            .find(|c| c.spi_in == spi_in)
-            .ok_or(ApiError::UnknownChild)?;
+        let c = self.child_mut(spi_in)?;
         c.rekey_at = None;
         self.queue(now, Task::RekeyChild(spi_in), peer, out);
         Ok(())
@@ -1213,11 +1217,7 @@ impl IkeSa {
         peer: &PeerConfig,
         out: &mut Out<'_>,
     ) -> Result<(), ApiError> {
-        let c = self
-            .children
-            .iter_mut()
-            .find(|c| c.spi_in == spi_in)
-            .ok_or(ApiError::UnknownChild)?;
+        let c = self.child_mut(spi_in)?;
         c.deleting = true;
         c.rekey_at = None;
         self.queue(

@@ -112,50 +112,125 @@ fn setsockopt_int(
 #[repr(C, align(8))]
 struct CmsgBuf([u8; 64]);
 
+/// A `msghdr` for one datagram: address `ss` (`namelen` bytes valid),
+/// the single buffer `iov` and the control bytes `control` (none when
+/// empty). The raw pointers in it are only valid while those borrows live.
+fn msghdr_for(
+    ss: &mut libc::sockaddr_storage,
+    namelen: libc::socklen_t,
+    iov: &mut libc::iovec,
+    control: &mut [u8],
+) -> libc::msghdr {
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = (ss as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = namelen;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    if !control.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len() as _;
+    }
+    msg
+}
+
+/// The local address and interface index from the packet-info control
+/// message of a received `msg` (`(None, 0)` if there is none).
+///
+/// # Safety
+///
+/// `msg.msg_control` must be null or point to a live, `cmsghdr`-aligned
+/// buffer of at least `msg.msg_controllen` bytes that `recvmsg`/`recvmmsg`
+/// filled in.
+unsafe fn read_pktinfo(msg: &libc::msghdr) -> (Option<IpAddr>, u32) {
+    let (mut dst, mut ifindex) = (None, 0u32);
+    // SAFETY: CMSG_* walk the control buffer the kernel filled in, bounded
+    // by msg_controllen (caller's contract); the data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                let pi: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
+                ifindex = pi.ipi_ifindex as u32;
+            } else if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_PKTINFO
+            {
+                let pi: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                dst = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
+                ifindex = pi.ipi6_ifindex;
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    (dst, ifindex)
+}
+
+/// Writes one packet-info control message choosing source address `src`
+/// at the start of `cbuf`; returns its length (`CMSG_SPACE`) for
+/// `msg_controllen`.
+fn write_src_pktinfo(cbuf: &mut CmsgBuf, src: IpAddr) -> usize {
+    match src {
+        IpAddr::V4(a) => {
+            // SAFETY: all-zero is a valid in_pktinfo.
+            let mut pi: libc::in_pktinfo = unsafe { zeroed() };
+            pi.ipi_spec_dst.s_addr = u32::from(a).to_be();
+            put_cmsg(cbuf, libc::IPPROTO_IP, libc::IP_PKTINFO, pi)
+        }
+        IpAddr::V6(a) => {
+            // SAFETY: all-zero is a valid in6_pktinfo.
+            let mut pi: libc::in6_pktinfo = unsafe { zeroed() };
+            pi.ipi6_addr.s6_addr = a.octets();
+            put_cmsg(cbuf, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, pi)
+        }
+    }
+}
+
+/// Writes one control message (`level`, `ty`, `data`) at the start of
+/// `cbuf`; returns its `CMSG_SPACE`.
+fn put_cmsg<T: Copy>(cbuf: &mut CmsgBuf, level: libc::c_int, ty: libc::c_int, data: T) -> usize {
+    let dlen = size_of::<T>() as u32;
+    // SAFETY: CMSG_SPACE is pure arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE(dlen) } as usize;
+    debug_assert!(space <= cbuf.0.len());
+    // SAFETY: all-zero is a valid msghdr; it only carries `cbuf` to
+    // CMSG_FIRSTHDR.
+    let mut tmp: libc::msghdr = unsafe { zeroed() };
+    tmp.msg_control = cbuf.0.as_mut_ptr().cast();
+    tmp.msg_controllen = space as _;
+    // SAFETY: `tmp` describes our own 8-aligned 64-byte buffer, which fits
+    // one pktinfo message (`space` bytes), so CMSG_FIRSTHDR is non-null and
+    // header and data lie inside `cbuf`; the data is written unaligned.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&tmp);
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = ty;
+        (*c).cmsg_len = libc::CMSG_LEN(dlen) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<T>(), data);
+    }
+    space
+}
+
 /// `recvmsg` into `buf`; parses packet info. `Ok(None)` = would block.
 fn recv_with_info(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<RecvMeta>> {
     nonblocking(|| {
-        // SAFETY: zeroed msghdr/sockaddr_storage are valid initial values.
+        // SAFETY: all-zero is a valid sockaddr_storage.
         let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
         let mut cbuf = CmsgBuf([0; 64]);
-        // SAFETY: as above.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        msg.msg_controllen = cbuf.0.len() as _;
+        let namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let mut msg = msghdr_for(&mut ss, namelen, &mut iov, &mut cbuf.0);
         // SAFETY: every pointer in `msg` refers to live buffers of the
         // stated lengths for the duration of the call.
         let n = cvt_size(unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) })?;
         let src = sockaddr_from(&ss)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown address family"))?;
-        let (mut dst, mut ifindex) = (None, 0u32);
-        // SAFETY: CMSG_* walk the control buffer the kernel filled in,
-        // bounded by msg_controllen; the data is read unaligned.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                let data = libc::CMSG_DATA(c);
-                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                    let pi: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
-                    dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
-                    ifindex = pi.ipi_ifindex as u32;
-                } else if (*c).cmsg_level == libc::IPPROTO_IPV6
-                    && (*c).cmsg_type == libc::IPV6_PKTINFO
-                {
-                    let pi: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
-                    dst = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
-                    ifindex = pi.ipi6_ifindex;
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-        }
+        // SAFETY: `msg`'s control buffer is `cbuf`, still live and filled
+        // in by the kernel, with `msg_controllen` updated by `recvmsg`.
+        let (dst, ifindex) = unsafe { read_pktinfo(&msg) };
         Ok(RecvMeta {
             len: n,
             offset: 0,
@@ -180,43 +255,8 @@ fn send_with_src(
             iov_len: data.len(),
         };
         let mut cbuf = CmsgBuf([0; 64]);
-        // SAFETY: zeroed msghdr is a valid initial value.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = sslen;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if let Some(src) = src {
-            msg.msg_control = cbuf.0.as_mut_ptr().cast();
-            // SAFETY: CMSG_SPACE/CMSG_FIRSTHDR/CMSG_DATA on our own
-            // 64-byte, 8-aligned buffer, which fits one pktinfo message.
-            unsafe {
-                match src {
-                    IpAddr::V4(a) => {
-                        msg.msg_controllen =
-                            libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as _;
-                        let c = libc::CMSG_FIRSTHDR(&msg);
-                        (*c).cmsg_level = libc::IPPROTO_IP;
-                        (*c).cmsg_type = libc::IP_PKTINFO;
-                        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-                        let mut pi: libc::in_pktinfo = zeroed();
-                        pi.ipi_spec_dst.s_addr = u32::from(a).to_be();
-                        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), pi);
-                    }
-                    IpAddr::V6(a) => {
-                        msg.msg_controllen =
-                            libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as _;
-                        let c = libc::CMSG_FIRSTHDR(&msg);
-                        (*c).cmsg_level = libc::IPPROTO_IPV6;
-                        (*c).cmsg_type = libc::IPV6_PKTINFO;
-                        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
-                        let mut pi: libc::in6_pktinfo = zeroed();
-                        pi.ipi6_addr.s6_addr = a.octets();
-                        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), pi);
-                    }
-                }
-            }
-        }
+        let clen = src.map_or(0, |a| write_src_pktinfo(&mut cbuf, a));
+        let msg = msghdr_for(&mut ss, sslen, &mut iov, &mut cbuf.0[..clen]);
         // SAFETY: all pointers in `msg` refer to live buffers.
         cvt_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
     })
@@ -269,13 +309,8 @@ fn recv_many_raw<B: RecvSlot>(
             iov_base: s.as_mut_ptr().cast(),
             iov_len: s.len(),
         };
-        let m = &mut hdrs[i].msg_hdr;
-        m.msg_name = (&mut ss[i] as *mut libc::sockaddr_storage).cast();
-        m.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        m.msg_iov = &mut iov[i];
-        m.msg_iovlen = 1;
-        m.msg_control = cbuf[i].0.as_mut_ptr().cast();
-        m.msg_controllen = cbuf[i].0.len() as _;
+        let namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdrs[i].msg_hdr = msghdr_for(&mut ss[i], namelen, &mut iov[i], &mut cbuf[i].0);
     }
     let got = nonblocking(|| {
         // SAFETY: `hdrs[..n]` point into live buffers (slots, addresses,
@@ -297,27 +332,9 @@ fn recv_many_raw<B: RecvSlot>(
         let m = &hdrs[i].msg_hdr;
         let src =
             sockaddr_from(&ss[i]).unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
-        let (mut dst, mut ifindex) = (None, 0u32);
-        // SAFETY: CMSG_* walk the control buffer the kernel filled in,
-        // bounded by msg_controllen; the data is read unaligned.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(m);
-            while !c.is_null() {
-                let data = libc::CMSG_DATA(c);
-                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                    let pi: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
-                    dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
-                    ifindex = pi.ipi_ifindex as u32;
-                } else if (*c).cmsg_level == libc::IPPROTO_IPV6
-                    && (*c).cmsg_type == libc::IPV6_PKTINFO
-                {
-                    let pi: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
-                    dst = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
-                    ifindex = pi.ipi6_ifindex;
-                }
-                c = libc::CMSG_NXTHDR(m, c);
-            }
-        }
+        // SAFETY: `m`'s control buffer is `cbuf[i]`, still live and filled
+        // in by the kernel, with `msg_controllen` updated by `recvmmsg`.
+        let (dst, ifindex) = unsafe { read_pktinfo(m) };
         let truncated = m.msg_flags & libc::MSG_TRUNC != 0;
         metas[i] = RecvMeta {
             len: if truncated {
@@ -349,39 +366,7 @@ fn send_many_raw(
     }
     let (mut ss, sslen) = sockaddr_to(dst);
     let mut cbuf = CmsgBuf([0; 64]);
-    let mut clen = 0usize;
-    if let Some(src) = src {
-        // SAFETY: a zeroed msghdr whose control buffer is our own 64-byte,
-        // 8-aligned buffer, which fits one pktinfo message.
-        unsafe {
-            let mut tmp: libc::msghdr = zeroed();
-            tmp.msg_control = cbuf.0.as_mut_ptr().cast();
-            match src {
-                IpAddr::V4(a) => {
-                    clen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
-                    tmp.msg_controllen = clen as _;
-                    let c = libc::CMSG_FIRSTHDR(&tmp);
-                    (*c).cmsg_level = libc::IPPROTO_IP;
-                    (*c).cmsg_type = libc::IP_PKTINFO;
-                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-                    let mut pi: libc::in_pktinfo = zeroed();
-                    pi.ipi_spec_dst.s_addr = u32::from(a).to_be();
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), pi);
-                }
-                IpAddr::V6(a) => {
-                    clen = libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
-                    tmp.msg_controllen = clen as _;
-                    let c = libc::CMSG_FIRSTHDR(&tmp);
-                    (*c).cmsg_level = libc::IPPROTO_IPV6;
-                    (*c).cmsg_type = libc::IPV6_PKTINFO;
-                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
-                    let mut pi: libc::in6_pktinfo = zeroed();
-                    pi.ipi6_addr.s6_addr = a.octets();
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), pi);
-                }
-            }
-        }
-    }
+    let clen = src.map_or(0, |a| write_src_pktinfo(&mut cbuf, a));
     // SAFETY: all-zero is a valid value for these plain C structs.
     let mut iov: [libc::iovec; BATCH_MAX] = unsafe { zeroed() };
     // SAFETY: as above.
@@ -391,15 +376,7 @@ fn send_many_raw(
             iov_base: p.as_ptr() as *mut libc::c_void,
             iov_len: p.len(),
         };
-        let m = &mut hdrs[i].msg_hdr;
-        m.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
-        m.msg_namelen = sslen;
-        m.msg_iov = &mut iov[i];
-        m.msg_iovlen = 1;
-        if clen > 0 {
-            m.msg_control = cbuf.0.as_mut_ptr().cast();
-            m.msg_controllen = clen as _;
-        }
+        hdrs[i].msg_hdr = msghdr_for(&mut ss, sslen, &mut iov[i], &mut cbuf.0[..clen]);
     }
     let r = nonblocking(|| {
         // SAFETY: `hdrs[..n]` point into live buffers for the whole call;
@@ -601,23 +578,11 @@ impl RawEspSocket {
             if self.v6 {
                 return Ok(Some(m));
             }
-            let n = m.len.min(buf.len());
-            let pkt = &buf[..n];
             // Drop anything that is not a well-formed IPv4 header (cannot
             // happen for kernel-delivered packets, but never trust lengths).
-            if n < 20 || pkt[0] >> 4 != 4 {
-                continue;
+            if strip_ipv4_header(buf, &mut m) {
+                return Ok(Some(m));
             }
-            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            if ihl < 20 || ihl > n {
-                continue;
-            }
-            m.dst = Some(IpAddr::V4(Ipv4Addr::new(
-                pkt[16], pkt[17], pkt[18], pkt[19],
-            )));
-            m.offset = ihl;
-            m.len = n - ihl;
-            return Ok(Some(m));
         }
     }
 
@@ -645,22 +610,9 @@ impl RawEspSocket {
             return Ok(got);
         }
         for (b, m) in bufs.iter_mut().zip(metas.iter_mut()).take(got) {
-            let pkt = b.slot();
-            let n = m.len.min(pkt.len());
-            if n < 20 || pkt[0] >> 4 != 4 {
+            if !strip_ipv4_header(b.slot(), m) {
                 m.len = 0;
-                continue;
             }
-            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            if ihl < 20 || ihl > n {
-                m.len = 0;
-                continue;
-            }
-            m.dst = Some(IpAddr::V4(Ipv4Addr::new(
-                pkt[16], pkt[17], pkt[18], pkt[19],
-            )));
-            m.offset = ihl;
-            m.len = n - ihl;
         }
         Ok(got)
     }
@@ -675,6 +627,28 @@ impl RawEspSocket {
     pub fn set_buffer_sizes(&self, recv: usize, send: usize) -> io::Result<()> {
         set_buffers(self.fd.as_raw_fd(), recv, send)
     }
+}
+
+/// For a raw IPv4 ESP packet received into `buf` (`m.len` bytes from the
+/// start): point `m` past the IPv4 header (`offset`, `len`) and set `dst`
+/// to its destination address. `false` (and `m` untouched) if `buf` does
+/// not start with a well-formed IPv4 header.
+fn strip_ipv4_header(buf: &[u8], m: &mut RecvMeta) -> bool {
+    let n = m.len.min(buf.len());
+    let pkt = &buf[..n];
+    if n < 20 || pkt[0] >> 4 != 4 {
+        return false;
+    }
+    let ihl = usize::from(pkt[0] & 0x0f) * 4;
+    if ihl < 20 || ihl > n {
+        return false;
+    }
+    m.dst = Some(IpAddr::V4(Ipv4Addr::new(
+        pkt[16], pkt[17], pkt[18], pkt[19],
+    )));
+    m.offset = ihl;
+    m.len = n - ihl;
+    true
 }
 
 impl AsRawFd for RawEspSocket {
