@@ -431,11 +431,7 @@ impl DataPath {
         bufs: &mut [PacketBuf<S>],
         actions: &mut [OutboundAction],
     ) -> usize {
-        let n = bufs.len().min(actions.len());
-        for (b, a) in bufs.iter_mut().zip(actions.iter_mut()) {
-            *a = self.process_outbound(now, b);
-        }
-        n
+        run_batch(bufs, actions, |b| self.process_outbound(now, b))
     }
 
     /// [`DataPath::process_inbound_udp`] over a batch.
@@ -445,11 +441,7 @@ impl DataPath {
         bufs: &mut [PacketBuf<S>],
         actions: &mut [InboundAction],
     ) -> usize {
-        let n = bufs.len().min(actions.len());
-        for (b, a) in bufs.iter_mut().zip(actions.iter_mut()) {
-            *a = self.process_inbound_udp(now, b);
-        }
-        n
+        run_batch(bufs, actions, |b| self.process_inbound_udp(now, b))
     }
 
     /// [`DataPath::process_inbound_esp`] over a batch.
@@ -459,10 +451,21 @@ impl DataPath {
         bufs: &mut [PacketBuf<S>],
         actions: &mut [InboundAction],
     ) -> usize {
-        let n = bufs.len().min(actions.len());
-        for (b, a) in bufs.iter_mut().zip(actions.iter_mut()) {
-            *a = self.process_inbound_esp(now, b);
-        }
-        n
+        run_batch(bufs, actions, |b| self.process_inbound_esp(now, b))
     }
+}
+
+/// Runs `process` over each buffer of a batch, writing one action per
+/// buffer into `actions` (up to the shorter length, which it returns).
+#[inline]
+fn run_batch<S, A>(
+    bufs: &mut [PacketBuf<S>],
+    actions: &mut [A],
+    mut process: impl FnMut(&mut PacketBuf<S>) -> A,
+) -> usize {
+    let n = bufs.len().min(actions.len());
+    for (b, a) in bufs.iter_mut().zip(actions.iter_mut()) {
+        *a = process(b);
+    }
+    n
 }

@@ -587,17 +587,111 @@ impl LifetimeState {
     }
 }
 
-fn validate_common(p: &SaParams) -> Result<(), SaError> {
-    if p.spi <= 255 {
-        return Err(SaError::ReservedSpi);
+/// State both directions of an SA hold, embedded by value (no extra
+/// indirection on the per-packet path) in [`OutboundSa`] and [`InboundSa`].
+struct SaCommon {
+    spi: u32,
+    esn: bool,
+    cipher: Box<dyn Cipher>,
+    iv_len: usize,
+    icv_len: usize,
+    block_len: usize,
+    tunnel: TunnelEndpoints,
+    udp_encap: Option<UdpEncap>,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+    life: LifetimeState,
+    counters: Counters,
+}
+
+impl SaCommon {
+    /// Validates the checks both directions share and sets up the state.
+    fn new(p: &SaParams, cipher: Box<dyn Cipher>, now: Instant) -> Result<SaCommon, SaError> {
+        if p.spi <= 255 {
+            return Err(SaError::ReservedSpi);
+        }
+        if p.tunnel.local.is_ipv4() != p.tunnel.remote.is_ipv4() {
+            return Err(SaError::MixedTunnelFamilies);
+        }
+        for ts in p.local_ts.iter().chain(&p.remote_ts) {
+            ts.validate().map_err(SaError::BadSelector)?;
+        }
+        Ok(SaCommon {
+            spi: p.spi,
+            esn: p.esn,
+            iv_len: cipher.iv_len(),
+            icv_len: cipher.icv_len(),
+            block_len: cipher.block_len(),
+            cipher,
+            tunnel: p.tunnel,
+            udp_encap: p.udp_encap,
+            local_ts: p.local_ts.clone(),
+            remote_ts: p.remote_ts.clone(),
+            life: LifetimeState::new(p.lifetime, now),
+            counters: Counters::default(),
+        })
     }
-    if p.tunnel.local.is_ipv4() != p.tunnel.remote.is_ipv4() {
-        return Err(SaError::MixedTunnelFamilies);
-    }
-    for ts in p.local_ts.iter().chain(&p.remote_ts) {
-        ts.validate().map_err(SaError::BadSelector)?;
-    }
-    Ok(())
+}
+
+/// The public accessors both SA types share, written once: expands inside
+/// the `impl` of a type that embeds an [`SaCommon`] as `common`.
+macro_rules! sa_common_accessors {
+    () => {
+        /// The SPI.
+        pub fn spi(&self) -> u32 {
+            self.common.spi
+        }
+
+        /// The suite.
+        pub fn suite(&self) -> Suite {
+            self.common.cipher.suite()
+        }
+
+        /// Outer addresses.
+        pub fn tunnel(&self) -> TunnelEndpoints {
+            self.common.tunnel
+        }
+
+        /// UDP encapsulation ports, if any.
+        pub fn udp_encap(&self) -> Option<UdpEncap> {
+            self.common.udp_encap
+        }
+
+        /// Local traffic selectors.
+        pub fn local_ts(&self) -> &[TrafficSelector] {
+            &self.common.local_ts
+        }
+
+        /// Remote traffic selectors.
+        pub fn remote_ts(&self) -> &[TrafficSelector] {
+            &self.common.remote_ts
+        }
+
+        /// True once a hard lifetime was reached.
+        pub fn is_expired(&self) -> bool {
+            self.common.life.is_dead()
+        }
+
+        /// Counter snapshot.
+        pub fn stats(&self) -> Stats {
+            self.common.counters.snapshot()
+        }
+
+        /// The live counters.
+        pub fn counters(&self) -> &Counters {
+            &self.common.counters
+        }
+
+        /// Time-based lifetime check without a packet (timers).
+        pub fn poll_lifetime(&self, now: Instant) -> Option<Expiry> {
+            self.common.life.check_time(now).1
+        }
+
+        /// Next instant at which a time lifetime fires.
+        pub fn next_deadline(&self) -> Option<Instant> {
+            self.common.life.next_deadline()
+        }
+    };
 }
 
 /// Below this counter value the outbound sequence number is taken with a
@@ -649,30 +743,19 @@ pub struct Encapsulated {
 
 /// Outbound (sending) direction of an ESP SA in tunnel mode.
 pub struct OutboundSa {
-    spi: u32,
-    esn: bool,
-    cipher: Box<dyn Cipher>,
-    iv_len: usize,
-    icv_len: usize,
-    block_len: usize,
+    common: SaCommon,
     /// Last sequence number used (the next packet gets `seq + 1`).
     seq: AtomicU64,
-    tunnel: TunnelEndpoints,
-    udp_encap: Option<UdpEncap>,
-    local_ts: Vec<TrafficSelector>,
-    remote_ts: Vec<TrafficSelector>,
-    life: LifetimeState,
-    counters: Counters,
 }
 
 impl fmt::Debug for OutboundSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OutboundSa")
-            .field("spi", &format_args!("{:#010x}", self.spi))
-            .field("suite", &self.cipher.suite())
-            .field("esn", &self.esn)
+            .field("spi", &format_args!("{:#010x}", self.common.spi))
+            .field("suite", &self.common.cipher.suite())
+            .field("esn", &self.common.esn)
             .field("seq", &self.seq.load(Ordering::Relaxed))
-            .field("tunnel", &self.tunnel)
+            .field("tunnel", &self.common.tunnel)
             .finish_non_exhaustive()
     }
 }
@@ -699,73 +782,20 @@ impl OutboundSa {
         cipher: Box<dyn Cipher>,
         now: Instant,
     ) -> Result<OutboundSa, SaError> {
-        validate_common(params)?;
         Ok(OutboundSa {
-            spi: params.spi,
-            esn: params.esn,
-            iv_len: cipher.iv_len(),
-            icv_len: cipher.icv_len(),
-            block_len: cipher.block_len(),
-            cipher,
+            common: SaCommon::new(params, cipher, now)?,
             seq: AtomicU64::new(0),
-            tunnel: params.tunnel,
-            udp_encap: params.udp_encap,
-            local_ts: params.local_ts.clone(),
-            remote_ts: params.remote_ts.clone(),
-            life: LifetimeState::new(params.lifetime, now),
-            counters: Counters::default(),
         })
     }
 
-    /// The SPI.
-    pub fn spi(&self) -> u32 {
-        self.spi
-    }
-
-    /// The suite.
-    pub fn suite(&self) -> Suite {
-        self.cipher.suite()
-    }
-
-    /// Outer addresses.
-    pub fn tunnel(&self) -> TunnelEndpoints {
-        self.tunnel
-    }
-
-    /// UDP encapsulation ports, if any.
-    pub fn udp_encap(&self) -> Option<UdpEncap> {
-        self.udp_encap
-    }
-
-    /// Local traffic selectors.
-    pub fn local_ts(&self) -> &[TrafficSelector] {
-        &self.local_ts
-    }
-
-    /// Remote traffic selectors.
-    pub fn remote_ts(&self) -> &[TrafficSelector] {
-        &self.remote_ts
-    }
-
-    /// True once a hard lifetime was reached.
-    pub fn is_expired(&self) -> bool {
-        self.life.is_dead()
-    }
-
-    /// Counter snapshot.
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    /// The live counters.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
+    sa_common_accessors!();
 
     /// Last sequence number used (0 before the first packet).
     pub fn last_seq(&self) -> u64 {
         // Past exhaustion the counter keeps counting refused attempts.
-        self.seq.load(Ordering::Relaxed).min(max_seq(self.esn))
+        self.seq
+            .load(Ordering::Relaxed)
+            .min(max_seq(self.common.esn))
     }
 
     /// Takes the next sequence number, or `None` once `max` was used.
@@ -802,23 +832,13 @@ impl OutboundSa {
 
     /// Bytes of header + IV in front of the inner packet.
     pub fn overhead_front(&self) -> usize {
-        esp::HEADER_LEN + self.iv_len
+        esp::HEADER_LEN + self.common.iv_len
     }
 
     /// Exact ESP packet length for an inner packet of `inner_len` bytes.
     pub fn esp_len(&self, inner_len: usize) -> usize {
-        let pad = usize::from(EspTrailer::pad_len_for(inner_len, self.block_len));
-        self.overhead_front() + inner_len + pad + esp::TRAILER_LEN + self.icv_len
-    }
-
-    /// Time-based lifetime check without a packet (timers).
-    pub fn poll_lifetime(&self, now: Instant) -> Option<Expiry> {
-        self.life.check_time(now).1
-    }
-
-    /// Next instant at which a time lifetime fires.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.life.next_deadline()
+        let pad = usize::from(EspTrailer::pad_len_for(inner_len, self.common.block_len));
+        self.overhead_front() + inner_len + pad + esp::TRAILER_LEN + self.common.icv_len
     }
 
     /// Encapsulates the IP packet at `buf[inner]` in place (tunnel mode).
@@ -839,7 +859,7 @@ impl OutboundSa {
         // success value is returned without another move.
         self.encapsulate_inner(now, buf, inner, &mut event)
             .map_err(|reason| {
-                self.counters.count_drop(reason);
+                self.common.counters.count_drop(reason);
                 Dropped { reason, event }
             })
     }
@@ -851,7 +871,7 @@ impl OutboundSa {
         inner: Range<usize>,
         event: &mut Option<Expiry>,
     ) -> Result<Encapsulated, DropReason> {
-        let (dead, ev) = self.life.check_time(now);
+        let (dead, ev) = self.common.life.check_time(now);
         *event = ev;
         if dead {
             return Err(DropReason::SaExpired);
@@ -870,16 +890,16 @@ impl OutboundSa {
             .start
             .checked_sub(front)
             .ok_or(DropReason::BufferTooSmall)?;
-        let pad_len = pad_len(inner_len, self.block_len);
+        let pad_len = pad_len(inner_len, self.common.block_len);
         let payload_end = inner.end + usize::from(pad_len) + esp::TRAILER_LEN;
-        let end = payload_end + self.icv_len;
+        let end = payload_end + self.common.icv_len;
         if end > buf.len() {
             return Err(DropReason::BufferTooSmall);
         }
         // Sequence numbers never wrap: exhaustion is a hard expiry.
-        let max = max_seq(self.esn);
+        let max = max_seq(self.common.esn);
         let Some(seq) = self.next_seq(max) else {
-            if let Some(e) = self.life.kill() {
+            if let Some(e) = self.common.life.kill() {
                 *event = Some(e);
             }
             return Err(DropReason::SeqExhausted);
@@ -889,21 +909,21 @@ impl OutboundSa {
         // the encryption to drain. Nothing below can fail for a buffer that
         // passed the checks above (a crypto provider that refuses it anyway
         // is counted as a CryptoFailure drop on top).
-        if let Some(e) = self.life.count(&self.counters, inner_len) {
+        if let Some(e) = self.common.life.count(&self.common.counters, inner_len) {
             *event = Some(e);
         } else if seq == max {
             // Last number used: the SA cannot send again.
-            *event = self.life.kill().or(*event);
+            *event = self.common.life.kill().or(*event);
         } else if seq >= max - max / 16 {
             // 15/16 of the space used: ask for a rekey.
-            *event = self.life.soften().or(*event);
+            *event = self.common.life.soften().or(*event);
         }
         let pkt = &mut buf[start..end];
-        pkt[0..4].copy_from_slice(&self.spi.to_be_bytes());
+        pkt[0..4].copy_from_slice(&self.common.spi.to_be_bytes());
         pkt[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
         let payload_len = payload_end - inner.start;
         let (header, rest) = pkt.split_at_mut(esp::HEADER_LEN);
-        let (iv, rest) = rest.split_at_mut(self.iv_len);
+        let (iv, rest) = rest.split_at_mut(self.common.iv_len);
         let (payload, icv) = rest.split_at_mut(payload_len);
         EspTrailer {
             pad_len,
@@ -911,8 +931,9 @@ impl OutboundSa {
         }
         .emit(&mut payload[inner_len..])
         .map_err(|_| DropReason::BufferTooSmall)?;
-        let esn_hi = self.esn.then_some((seq >> 32) as u32);
-        self.cipher
+        let esn_hi = self.common.esn.then_some((seq >> 32) as u32);
+        self.common
+            .cipher
             .seal(header, esn_hi, seq, iv, payload, icv)
             .map_err(|_| DropReason::CryptoFailure)?;
         Ok(Encapsulated {
@@ -958,28 +979,17 @@ pub struct Dropped {
 
 /// Inbound (receiving) direction of an ESP SA in tunnel mode.
 pub struct InboundSa {
-    spi: u32,
-    esn: bool,
-    cipher: Box<dyn Cipher>,
-    iv_len: usize,
-    icv_len: usize,
-    block_len: usize,
+    common: SaCommon,
     replay: ReplayWindow,
-    tunnel: TunnelEndpoints,
-    udp_encap: Option<UdpEncap>,
-    local_ts: Vec<TrafficSelector>,
-    remote_ts: Vec<TrafficSelector>,
-    life: LifetimeState,
-    counters: Counters,
 }
 
 impl fmt::Debug for InboundSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InboundSa")
-            .field("spi", &format_args!("{:#010x}", self.spi))
-            .field("suite", &self.cipher.suite())
-            .field("esn", &self.esn)
-            .field("tunnel", &self.tunnel)
+            .field("spi", &format_args!("{:#010x}", self.common.spi))
+            .field("suite", &self.common.cipher.suite())
+            .field("esn", &self.common.esn)
+            .field("tunnel", &self.common.tunnel)
             .finish_non_exhaustive()
     }
 }
@@ -999,94 +1009,27 @@ impl InboundSa {
         cipher: Box<dyn Cipher>,
         now: Instant,
     ) -> Result<InboundSa, SaError> {
-        validate_common(params)?;
+        let common = SaCommon::new(params, cipher, now)?;
         if params.local_ts.is_empty() || params.remote_ts.is_empty() {
             return Err(SaError::NoSelectors);
         }
         let replay =
             ReplayWindow::new(params.replay_window, params.esn).ok_or(SaError::BadReplayWindow)?;
-        Ok(InboundSa {
-            spi: params.spi,
-            esn: params.esn,
-            iv_len: cipher.iv_len(),
-            icv_len: cipher.icv_len(),
-            block_len: cipher.block_len(),
-            cipher,
-            replay,
-            tunnel: params.tunnel,
-            udp_encap: params.udp_encap,
-            local_ts: params.local_ts.clone(),
-            remote_ts: params.remote_ts.clone(),
-            life: LifetimeState::new(params.lifetime, now),
-            counters: Counters::default(),
-        })
+        Ok(InboundSa { common, replay })
     }
 
-    /// The SPI.
-    pub fn spi(&self) -> u32 {
-        self.spi
-    }
-
-    /// The suite.
-    pub fn suite(&self) -> Suite {
-        self.cipher.suite()
-    }
-
-    /// Outer addresses.
-    pub fn tunnel(&self) -> TunnelEndpoints {
-        self.tunnel
-    }
-
-    /// UDP encapsulation ports, if any.
-    pub fn udp_encap(&self) -> Option<UdpEncap> {
-        self.udp_encap
-    }
-
-    /// Local traffic selectors.
-    pub fn local_ts(&self) -> &[TrafficSelector] {
-        &self.local_ts
-    }
-
-    /// Remote traffic selectors.
-    pub fn remote_ts(&self) -> &[TrafficSelector] {
-        &self.remote_ts
-    }
-
-    /// True once a hard lifetime was reached.
-    pub fn is_expired(&self) -> bool {
-        self.life.is_dead()
-    }
-
-    /// Counter snapshot.
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    /// The live counters.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
+    sa_common_accessors!();
 
     /// Highest authenticated sequence number.
     pub fn replay_top(&self) -> u64 {
         self.replay.top()
     }
 
-    /// Time-based lifetime check without a packet (timers).
-    pub fn poll_lifetime(&self, now: Instant) -> Option<Expiry> {
-        self.life.check_time(now).1
-    }
-
-    /// Next instant at which a time lifetime fires.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.life.next_deadline()
-    }
-
     /// True if the inner flow (remote → local) is covered by the selectors.
     #[inline]
     pub fn selectors_match(&self, f: &FlowKey) -> bool {
-        self.remote_ts.iter().any(|t| t.matches_src(f))
-            && self.local_ts.iter().any(|t| t.matches_dst(f))
+        self.common.remote_ts.iter().any(|t| t.matches_src(f))
+            && self.common.local_ts.iter().any(|t| t.matches_dst(f))
     }
 
     /// Decapsulates the ESP packet at `buf[esp]` in place: replay check,
@@ -1103,7 +1046,7 @@ impl InboundSa {
         let mut event = None;
         self.decapsulate_inner(now, buf, esp, &mut event)
             .map_err(|reason| {
-                self.counters.count_drop(reason);
+                self.common.counters.count_drop(reason);
                 Dropped { reason, event }
             })
     }
@@ -1115,29 +1058,30 @@ impl InboundSa {
         esp: Range<usize>,
         event: &mut Option<Expiry>,
     ) -> Result<Decapsulated, DropReason> {
-        let (dead, ev) = self.life.check_time(now);
+        let (dead, ev) = self.common.life.check_time(now);
         *event = ev;
         if dead {
             return Err(DropReason::SaExpired);
         }
         let pkt = buf.get_mut(esp.clone()).ok_or(DropReason::Truncated)?;
-        let front = esp::HEADER_LEN + self.iv_len;
-        let min = front + esp::TRAILER_LEN + self.icv_len;
+        let front = esp::HEADER_LEN + self.common.iv_len;
+        let min = front + esp::TRAILER_LEN + self.common.icv_len;
         if pkt.len() < min {
             return Err(DropReason::Truncated);
         }
-        let payload_len = pkt.len() - front - self.icv_len;
-        if rem_align(payload_len, self.block_len.max(4)) != 0 {
+        let payload_len = pkt.len() - front - self.common.icv_len;
+        if rem_align(payload_len, self.common.block_len.max(4)) != 0 {
             return Err(DropReason::BadLength);
         }
         let seq_low = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
         // Check before spending work on the crypto.
         let seq = self.replay.check(seq_low)?;
         let (header, rest) = pkt.split_at_mut(esp::HEADER_LEN);
-        let (iv, rest) = rest.split_at_mut(self.iv_len);
+        let (iv, rest) = rest.split_at_mut(self.common.iv_len);
         let (payload, icv) = rest.split_at_mut(payload_len);
-        let esn_hi = self.esn.then_some((seq >> 32) as u32);
-        self.cipher
+        let esn_hi = self.common.esn.then_some((seq >> 32) as u32);
+        self.common
+            .cipher
             .open(header, esn_hi, iv, payload, icv)
             .map_err(|e| match e {
                 CryptoError::AuthFailed => DropReason::AuthFailed,
@@ -1173,7 +1117,7 @@ impl InboundSa {
         if !self.selectors_match(&flow) {
             return Err(DropReason::SelectorMismatch);
         }
-        if let Some(e) = self.life.count(&self.counters, inner_len) {
+        if let Some(e) = self.common.life.count(&self.common.counters, inner_len) {
             *event = Some(e);
         }
         let start = esp.start + front;
