@@ -53,6 +53,9 @@ NSS=(tbb-lhost tbb-left tbb-right tbb-rhost)
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
+# One benchmark at a time on this machine (namespace names are fixed).
+exec 9>/tmp/tbb-bench.lock
+flock 9
 
 # ------------------------------------------------------------------ install
 need_pkgs() {
