@@ -178,6 +178,8 @@ struct LocalSocks {
     ip: IpAddr,
     ike: IkeSockets,
     raw: Option<RawEspSocket>,
+    /// ESP-in-UDP sends use UDP GSO (off after the kernel refused it once).
+    gso: std::cell::Cell<bool>,
 }
 
 type Buf = ipsec_core::buf::PacketBuf<Vec<u8>>;
@@ -211,10 +213,16 @@ struct GroState {
 /// `TUN_BRIDGE_OFFLOAD=0` opens TUNs without `IFF_VNET_HDR` (no TSO/GRO);
 /// `TUN_BRIDGE_BATCH=N` (1..=64) caps packets per `recvmmsg`/`sendmmsg`;
 /// `TUN_BRIDGE_SOCKBUF=bytes` sets the ESP socket buffers;
-/// `TUN_BRIDGE_TXQLEN=N` sets the TUN txqueuelen.
+/// `TUN_BRIDGE_TXQLEN=N` sets the TUN txqueuelen;
+/// `TUN_BRIDGE_GSO=0` / `TUN_BRIDGE_GRO=0` turn off UDP segmentation
+/// offload on send / UDP receive coalescing on the 4500 socket.
 #[derive(Clone, Copy, Debug)]
 struct Tuning {
     offload: bool,
+    /// UDP GSO for ESP-in-UDP sends.
+    gso: bool,
+    /// UDP GRO on the 4500 sockets.
+    gro: bool,
     batch: usize,
     /// SO_RCVBUF/SO_SNDBUF of the ESP sockets (raw and UDP/4500).
     sockbuf: usize,
@@ -224,7 +232,8 @@ struct Tuning {
 
 impl Tuning {
     fn from_env() -> Tuning {
-        let offload = std::env::var("TUN_BRIDGE_OFFLOAD").map_or(true, |v| v != "0");
+        let on = |name: &str| std::env::var(name).map_or(true, |v| v != "0");
+        let offload = on("TUN_BRIDGE_OFFLOAD");
         let batch = std::env::var("TUN_BRIDGE_BATCH")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
@@ -242,6 +251,8 @@ impl Tuning {
             .or(TUN_TXQLEN);
         Tuning {
             offload,
+            gso: on("TUN_BRIDGE_GSO"),
+            gro: on("TUN_BRIDGE_GRO"),
             batch,
             sockbuf,
             txqlen,
@@ -380,6 +391,8 @@ impl Gateway {
             let _ = ike_socks
                 .natt
                 .set_buffer_sizes(tuning.sockbuf, tuning.sockbuf);
+            let gso = tuning.gso && ike_socks.natt.gso_supported();
+            let gro = tuning.gro && ike_socks.natt.enable_gro().is_ok();
             let raw = match RawEspSocket::open(p.local) {
                 Ok(r) => {
                     let _ = r.set_buffer_sizes(tuning.sockbuf, tuning.sockbuf);
@@ -404,11 +417,12 @@ impl Gateway {
             if let Some(r) = &raw {
                 poller.add(r, Token(TOKEN_SOCK + 4 * j + 2), Interest::READABLE)?;
             }
-            info!(local = %p.local, raw_esp = raw.is_some(), "listening on UDP 500/4500");
+            info!(local = %p.local, raw_esp = raw.is_some(), udp_gso = gso, udp_gro = gro, "listening on UDP 500/4500");
             socks.push(LocalSocks {
                 ip: p.local,
                 ike: ike_socks,
                 raw,
+                gso: std::cell::Cell::new(gso),
             });
         }
         let mut tunnels = Vec::with_capacity(plans.len());
@@ -599,6 +613,7 @@ impl Gateway {
                     src: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
                     dst: None,
                     ifindex: 0,
+                    segment: 0,
                 };
                 BATCH_MAX
             ],
@@ -948,22 +963,27 @@ impl Gateway {
             let ip = s.ip;
             for k in 0..got {
                 let meta = bufs.metas[k];
-                let len = meta.len.min(packet::BUF_SIZE);
                 let buf = &mut bufs.rx[k];
-                match classify_4500(&buf.storage()[..len]) {
-                    Udp4500::Ike => {
-                        let local = SocketAddr::new(meta.dst.unwrap_or(ip), NATT_PORT);
-                        let data = &buf.storage()[..len];
-                        if let Err(e) = self.ike.handle_datagram(now, local, meta.src, data) {
-                            debug!(from = %meta.src, "IKE datagram dropped: {e}");
-                        }
+                // One datagram, or several coalesced by UDP GRO.
+                for r in meta.datagrams() {
+                    if r.end > packet::BUF_SIZE {
+                        break;
                     }
-                    Udp4500::Esp(spi) => {
-                        if buf.set_range(0..len).is_ok() {
-                            self.deliver(now, spi, buf, &mut bufs.gro);
+                    match classify_4500(&buf.storage()[r.clone()]) {
+                        Udp4500::Ike => {
+                            let local = SocketAddr::new(meta.dst.unwrap_or(ip), NATT_PORT);
+                            let data = &buf.storage()[r];
+                            if let Err(e) = self.ike.handle_datagram(now, local, meta.src, data) {
+                                debug!(from = %meta.src, "IKE datagram dropped: {e}");
+                            }
                         }
+                        Udp4500::Esp(spi) => {
+                            if buf.set_range(r).is_ok() {
+                                self.deliver(now, spi, buf, &mut bufs.gro);
+                            }
+                        }
+                        Udp4500::Keepalive | Udp4500::Junk => {}
                     }
-                    Udp4500::Keepalive | Udp4500::Junk => {}
                 }
             }
             if got < batch {
@@ -1506,11 +1526,22 @@ fn send_esp_many(
     let mut sent = 0;
     while sent < esp.len() {
         let r = match udp_encap {
-            Some(u) => s.ike.natt.send_many(
-                &esp[sent..],
-                SocketAddr::new(tunnel.remote, u.remote_port),
-                Some(tunnel.local),
-            ),
+            Some(u) => {
+                let dst = SocketAddr::new(tunnel.remote, u.remote_port);
+                let rest = &esp[sent..];
+                if s.gso.get() {
+                    match s.ike.natt.send_many_gso(rest, dst, Some(tunnel.local)) {
+                        Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                            warn!(local = %s.ip, "UDP GSO refused by the kernel ({e}); sending without it");
+                            s.gso.set(false);
+                            s.ike.natt.send_many(rest, dst, Some(tunnel.local))
+                        }
+                        r => r,
+                    }
+                } else {
+                    s.ike.natt.send_many(rest, dst, Some(tunnel.local))
+                }
+            }
             None => match &s.raw {
                 Some(raw) => raw.send_many(&esp[sent..], tunnel.remote, Some(tunnel.local)),
                 None => return (LocalDrop::NoRawSocket, esp.len()),
