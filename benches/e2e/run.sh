@@ -4,9 +4,12 @@
 # Builds the interop topology (a host behind each of two gateways, in network
 # namespaces tbb-*) and measures, through
 #   plain    plain IP routing, no tunnel (the ceiling)
-#   tb-gcm   two tun-bridge gateways, ESP aes128gcm16
+#   tb-gcm   two tun-bridge gateways, ESP aes128gcm16, ESP-in-UDP (encapsulation=yes:
+#            the wire format strongSwan's kernel-libipsec always uses, even without NAT)
+#   tb-gcm-raw  the same with raw ESP (IP protocol 50; tun-bridge's default without NAT)
 #   ss-gcm   two strongSwan charons (kernel-libipsec = userspace ESP), aes128gcm16
-#   tb-sha1  tun-bridge, AWS sample suite (IKE aes128-sha1-modp1024, ESP aes128-sha1-modp1024)
+#   tb-sha1  tun-bridge, AWS sample suite (IKE aes128-sha1-modp1024, ESP aes128-sha1-modp1024),
+#            ESP-in-UDP
 #   ss-sha1  strongSwan kernel-libipsec, same AWS suite
 #   wg       Debian's wireguard-go
 # the figures
@@ -26,8 +29,11 @@
 #   SCENARIOS="plain tb-gcm ss-gcm tb-sha1 ss-sha1 wg"
 #   TESTS="tcp udp cpu lat"
 #   TB_BIN=path            tun-bridge binary (default: cargo build --release)
-#   TB_ENCAP=no|yes        tun-bridge encapsulation= (default: no = the
-#                          default path, raw ESP between two tun-bridges)
+#   TB_ENCAP=yes|no        encapsulation= of tb-gcm and tb-sha1 (default yes)
+#   WAN_GSO=on|off         off: turn UDP segmentation offload off on the WAN
+#                          veths (ethtool), so UDP GSO super-packets are cut
+#                          into wire packets in software at the sender, as
+#                          on a NIC without USO, and arrive one by one
 #   OUT_DIR=/tmp/tbb-bench/<time>
 #   NO_INSTALL=1           do not apt-get missing packages
 #
@@ -42,7 +48,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 RUNS=${RUNS:-3}; SECS=${SECS:-5}
 SCENARIOS=${SCENARIOS:-"plain tb-gcm ss-gcm tb-sha1 ss-sha1 wg"}
 TESTS=${TESTS:-"tcp udp cpu lat"}
-TB_ENCAP=${TB_ENCAP:-no}
+TB_ENCAP=${TB_ENCAP:-yes}
+WAN_GSO=${WAN_GSO:-on}
 OUT_DIR=${OUT_DIR:-/tmp/tbb-bench/$(date +%Y%m%d-%H%M%S)}
 STATE=$OUT_DIR/state
 RAW=$OUT_DIR/raw.txt
@@ -68,6 +75,7 @@ need_pkgs() {
 	[ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] ||
 		missing+=(libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins)
 	command -v perf >/dev/null || missing+=(linux-perf)
+	command -v ethtool >/dev/null || missing+=(ethtool)
 	command -v python3 >/dev/null || missing+=(python3)
 	[ ${#missing[@]} = 0 ] && return 0
 	[ "${NO_INSTALL:-0}" = 1 ] && die "missing packages: ${missing[*]}"
@@ -124,6 +132,10 @@ topo_up() {
 	for n in tbb-left tbb-right; do
 		ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
 	done
+	if [ "$WAN_GSO" = off ]; then
+		ip netns exec tbb-left ethtool -K tbbl0 tx-udp-segmentation off >/dev/null || die "ethtool"
+		ip netns exec tbb-right ethtool -K tbbr0 tx-udp-segmentation off >/dev/null || die "ethtool"
+	fi
 }
 
 cleanup() {
@@ -145,7 +157,7 @@ start_bg() { # LOGFILE CMD... : start in background, record PID in PIDS and BG
 	BG=$!; PIDS+=("$BG")
 }
 
-tb_conf() { # NAME AUTO LEFT RIGHT LSUB RSUB IKE ESP
+tb_conf() { # NAME AUTO LEFT RIGHT LSUB RSUB IKE ESP ENCAP
 	cat <<EOF
 config setup
 
@@ -160,17 +172,17 @@ conn bench
   rightsubnet=$6
   ike=$7
   esp=$8
-  encapsulation=$TB_ENCAP
+  encapsulation=$9
   dpddelay=10
   dpdtimeout=30
 EOF
 }
 
-tb_up() { # IKE ESP
+tb_up() { # IKE ESP ENCAP
 	local d=$STATE/tb i pl pr st
 	mkdir -p "$d"; chmod 700 "$d"
-	tb_conf b add 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24 "$1" "$2" >"$d/r.conf"
-	tb_conf a start 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24 "$1" "$2" >"$d/l.conf"
+	tb_conf b add 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24 "$1" "$2" "$3" >"$d/r.conf"
+	tb_conf a start 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24 "$1" "$2" "$3" >"$d/l.conf"
 	(umask 077; echo '192.0.2.2 192.0.2.1 : PSK "tbb-bench-psk-0123456789"' >"$d/r.secrets"
 	 echo '192.0.2.1 192.0.2.2 : PSK "tbb-bench-psk-0123456789"' >"$d/l.secrets")
 	RUST_LOG=info start_bg "$d/r.log" ip netns exec tbb-right "$TB_BIN" up --config "$d/r.conf" --secrets "$d/r.secrets" --control "$d/r.sock"; pr=$BG
@@ -289,8 +301,9 @@ plain_up() {
 scenario_up() {
 	case $1 in
 		plain) plain_up ;;
-		tb-gcm) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 ;;
-		tb-sha1) tb_up aes128-sha1-modp1024 aes128-sha1-modp1024 ;;
+		tb-gcm) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 "$TB_ENCAP" ;;
+		tb-gcm-raw) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 no ;;
+		tb-sha1) tb_up aes128-sha1-modp1024 aes128-sha1-modp1024 "$TB_ENCAP" ;;
 		ss-gcm) ss_up aes128gcm16-prfsha256-modp2048 aes128gcm16 ;;
 		ss-sha1) ss_up aes128-sha1-modp1024 aes128-sha1-modp1024 ;;
 		wg) wg_up ;;
@@ -446,7 +459,7 @@ rows = [("tcp_1_0", "TCP 1 stream lhost->rhost, Mbit/s", 0),
         ("cpu_s_per_gb", "CPU s / GB (both gateways)", 1),
         ("lat_idle_ms", "ping RTT idle, ms", 1),
         ("lat_load_ms", "ping RTT under 4-stream TCP, ms", 1)]
-ratios = [("tb-gcm", "ss-gcm"), ("tb-sha1", "ss-sha1"), ("tb-gcm", "wg")]
+ratios = [("tb-gcm", "ss-gcm"), ("tb-sha1", "ss-sha1"), ("tb-gcm", "wg"), ("tb-gcm-raw", "ss-gcm")]
 ratios = [r for r in ratios if r[0] in scen and r[1] in scen]
 hdr = ["metric (median of %s x %s s)" % (runs, secs)] + scen + ["%s / %s" % r for r in ratios]
 print("| " + " | ".join(hdr) + " |")
@@ -477,7 +490,7 @@ if [ -z "${TB_BIN:-}" ] && [[ " $SCENARIOS " == *" tb-"* ]]; then
 fi
 log "runs=$RUNS secs=$SECS scenarios=[$SCENARIOS] tests=[$TESTS] out=$OUT_DIR kernel=$(uname -r) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
 {
-	echo "# $(date -Is) runs=$RUNS secs=$SECS kernel=$(uname -r) nproc=$(nproc) tb_encap=$TB_ENCAP"
+	echo "# $(date -Is) runs=$RUNS secs=$SECS kernel=$(uname -r) nproc=$(nproc) tb_encap=$TB_ENCAP wan_gso=$WAN_GSO"
 	[ -n "${TB_BIN:-}" ] && echo "# tun-bridge $TB_BIN $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)"
 } >"$OUT_DIR/header.txt"
 for SC in $SCENARIOS; do
