@@ -50,8 +50,13 @@ const TOKEN_CONTROL: u64 = 100_000;
 const BURST: usize = 64;
 /// Receive/send buffer of the ESP sockets (`TUN_BRIDGE_SOCKBUF` overrides).
 const ESP_SOCKBUF: usize = 4 << 20;
-/// TUN txqueuelen (`TUN_BRIDGE_TXQLEN` overrides; None = kernel default).
-const TUN_TXQLEN: Option<u32> = None;
+/// TUN txqueuelen (`TUN_BRIDGE_TXQLEN` overrides). The TUN driver never
+/// stops its queue: packets the kernel routes into the tunnel while this
+/// loop is descheduled wait in a ring of this many entries, and the rest
+/// are dropped. The kernel default (500) lost 8 % of a 150k pps 64-byte
+/// UDP flow on two shared cores; 5000 lost < 1 % at 250k pps, and ping
+/// under a 4-stream TCP load stayed at 3.5 ms (4.1 ms with 500).
+const TUN_TXQLEN: Option<u32> = Some(5000);
 /// Largest inner packet a segment buffer holds (TUN MTU upper bound).
 const SEG_MAX: usize = 9216;
 /// How long shutdown waits for DELETE responses.
@@ -106,6 +111,8 @@ struct Tunnel {
     plan: ConnPlan,
     conn: ConnId,
     tun: Tun,
+    /// The TUN takes UDP super-packets (`TUN_F_USO4`/`6` accepted).
+    uso: bool,
     ifindex: u32,
     dp: DataPath,
     policies: Vec<PolicyId>,
@@ -226,7 +233,7 @@ struct Tuning {
     batch: usize,
     /// SO_RCVBUF/SO_SNDBUF of the ESP sockets (raw and UDP/4500).
     sockbuf: usize,
-    /// TUN txqueuelen (None: the kernel default, 500).
+    /// TUN txqueuelen (None: the kernel default).
     txqlen: Option<u32>,
 }
 
@@ -438,10 +445,17 @@ impl Gateway {
             topts.vnet_hdr = tuning.offload;
             let tun = Tun::open(&topts)
                 .map_err(|e| format!("conn {}: open TUN {}: {e}", plan.name, plan.ifname))?;
+            let mut uso = false;
             if tun.vnet_hdr() {
-                // TCP super-packets in (split here), checksums left to us.
+                // TCP (and, since Linux 6.2, UDP) super-packets in and out
+                // (split and coalesced here), checksums left to us.
                 let f = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
-                if let Err(e) = tun.set_offload(f) {
+                if tun
+                    .set_offload(f | libc::TUN_F_USO4 | libc::TUN_F_USO6)
+                    .is_ok()
+                {
+                    uso = true;
+                } else if let Err(e) = tun.set_offload(f) {
                     warn!(conn = %plan.name, "TUN offloads refused ({e}); one packet per read");
                 }
             }
@@ -511,6 +525,7 @@ impl Gateway {
                 plan,
                 conn,
                 tun,
+                uso,
                 ifindex,
                 dp,
                 policies,
@@ -618,7 +633,8 @@ impl Gateway {
                 BATCH_MAX
             ],
             gro: GroState {
-                gro: Gro::new(),
+                gro: Gro::new()
+                    .with_udp(!self.tunnels.is_empty() && self.tunnels.iter().all(|t| t.uso)),
                 owner: None,
             },
             scratch: vec![0u8; 2048],

@@ -3,17 +3,19 @@
 //!
 //! * [`complete_csum`]: finish a partial (`NEEDS_CSUM`) checksum before a
 //!   packet is encrypted (the kernel left it to the "device", us).
-//! * [`Tso`]: split a TCP super-packet (up to 64 KiB, read in one `read`)
-//!   into MSS-sized segments, each a complete IP packet with valid
+//! * [`Tso`]: split a TCP or UDP (USO) super-packet (up to 64 KiB, read in
+//!   one `read`) into segments, each a complete IP packet with valid
 //!   checksums, written into caller buffers (no allocation).
 //! * [`Gro`]: coalesce consecutive decrypted TCP/IPv4 segments of one flow
-//!   into one super-packet written with one `write` and a GSO header, so the
-//!   kernel forwards one packet instead of dozens.
+//!   (and, when the TUN takes USO, equal-sized UDP/IPv4 datagrams of one
+//!   flow) into one super-packet written with one `write` and a GSO header,
+//!   so the kernel forwards one packet instead of dozens.
 
 use crate::sys::tun::{VnetHdr, VNET_HDR_LEN};
 use crate::sys::{csum_add, csum_finish};
 
 const TCP: u8 = 6;
+const UDP: u8 = 17;
 const FIN: u8 = 0x01;
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
@@ -56,21 +58,28 @@ fn ipv4_csum(pkt: &mut [u8], ihl: usize) {
 
 /// Pseudo-header sum (not folded) for a TCP segment of `tcp_len` bytes.
 fn pseudo(pkt: &[u8], v6: bool, tcp_len: usize) -> u32 {
+    pseudo_for(pkt, v6, TCP, tcp_len)
+}
+
+/// Pseudo-header sum (not folded) for transport `proto` of `l4_len` bytes.
+fn pseudo_for(pkt: &[u8], v6: bool, proto: u8, l4_len: usize) -> u32 {
     let acc = if v6 {
         csum_add(0, &pkt[8..40])
     } else {
         csum_add(0, &pkt[12..20])
     };
-    acc.wrapping_add(u32::from(TCP))
-        .wrapping_add((tcp_len as u32) >> 16)
-        .wrapping_add(tcp_len as u32 & 0xffff)
+    acc.wrapping_add(u32::from(proto))
+        .wrapping_add((l4_len as u32) >> 16)
+        .wrapping_add(l4_len as u32 & 0xffff)
 }
 
-/// A TCP super-packet read behind a GSO virtio-net header, ready to be
-/// split with [`Tso::segment`].
+/// A TCP or UDP super-packet read behind a GSO virtio-net header, ready to
+/// be split with [`Tso::segment`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tso {
     v6: bool,
+    /// Transport: TCP or UDP.
+    proto: u8,
     l3: usize,
     hlen: usize,
     mss: usize,
@@ -79,35 +88,42 @@ pub struct Tso {
 
 impl Tso {
     /// Checks `pkt` (IP header onward) against `hdr`; `None` if it is not a
-    /// TCP super-packet this code can split (IPv4 with or without options,
-    /// IPv6 without extension headers).
+    /// TCP or UDP super-packet this code can split (IPv4 with or without
+    /// options, IPv6 without extension headers).
     pub fn new(pkt: &[u8], hdr: &VnetHdr) -> Option<Tso> {
         let gso = hdr.gso_type & !VnetHdr::GSO_ECN;
-        let v6 = match (gso, pkt.first()? >> 4) {
-            (VnetHdr::GSO_TCPV4, 4) => false,
-            (VnetHdr::GSO_TCPV6, 6) => true,
+        let (v6, proto) = match (gso, pkt.first()? >> 4) {
+            (VnetHdr::GSO_TCPV4, 4) => (false, TCP),
+            (VnetHdr::GSO_TCPV6, 6) => (true, TCP),
+            (VnetHdr::GSO_UDP_L4, 4) => (false, UDP),
+            (VnetHdr::GSO_UDP_L4, 6) => (true, UDP),
             _ => return None,
         };
         let l3 = if v6 {
-            if pkt.len() < 40 || pkt[6] != TCP {
+            if pkt.len() < 40 || pkt[6] != proto {
                 return None;
             }
             40
         } else {
             let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            if ihl < 20 || pkt.len() < ihl || pkt[9] != TCP {
+            if ihl < 20 || pkt.len() < ihl || pkt[9] != proto {
                 return None;
             }
             ihl
         };
-        let thl = usize::from(*pkt.get(l3 + 12)? >> 4) * 4;
+        let thl = if proto == UDP {
+            8
+        } else {
+            usize::from(*pkt.get(l3 + 12)? >> 4) * 4
+        };
         let hlen = l3 + thl;
         let mss = usize::from(hdr.gso_size);
-        if thl < 20 || hlen > pkt.len() || mss == 0 {
+        if thl < 8 || (proto == TCP && thl < 20) || hlen > pkt.len() || mss == 0 {
             return None;
         }
         Some(Tso {
             v6,
+            proto,
             l3,
             hlen,
             mss,
@@ -148,6 +164,19 @@ impl Tso {
             out[4..6].copy_from_slice(&id.to_be_bytes());
             ipv4_csum(out, l3);
         }
+        if self.proto == UDP {
+            out[l3 + 4..l3 + 6].copy_from_slice(&((len - l3) as u16).to_be_bytes());
+            out[l3 + 6] = 0;
+            out[l3 + 7] = 0;
+            let acc = csum_add(pseudo_for(out, self.v6, UDP, len - l3), &out[l3..]);
+            // 0 means "no checksum" in UDP: send the other zero.
+            let c = match csum_finish(acc) {
+                0 => 0xffff,
+                c => c,
+            };
+            out[l3 + 6..l3 + 8].copy_from_slice(&c.to_be_bytes());
+            return Some(len);
+        }
         let seq = be32(pkt, l3 + 4).wrapping_add(off as u32);
         out[l3 + 4..l3 + 8].copy_from_slice(&seq.to_be_bytes());
         if i + 1 != n {
@@ -171,7 +200,10 @@ pub const GRO_MAX_SEGS: usize = 64;
 /// Coalesces consecutive in-order TCP/IPv4 segments of one flow (same
 /// addresses, ports, ACK, window, options, TOS, TTL; flags ACK or ACK|PSH;
 /// equal-sized segments with at most a shorter last one) into one
-/// super-packet behind a GSO virtio-net header.
+/// super-packet behind a GSO virtio-net header. With [`Gro::with_udp`],
+/// also consecutive UDP/IPv4 datagrams of one flow (same addresses, ports,
+/// TOS, DF, TTL; equal payload sizes, at most a shorter last one) into one
+/// USO super-packet.
 pub struct Gro {
     /// Virtio-net header followed by the merged packet.
     buf: Vec<u8>,
@@ -183,6 +215,10 @@ pub struct Gro {
     mss: usize,
     next_seq: u32,
     closed: bool,
+    /// Transport of the held packet (TCP or UDP).
+    proto: u8,
+    /// UDP datagrams may be coalesced (the TUN took `TUN_F_USO4`).
+    udp: bool,
 }
 
 impl Default for Gro {
@@ -203,7 +239,68 @@ impl Gro {
             mss: 0,
             next_seq: 0,
             closed: false,
+            proto: TCP,
+            udp: false,
         }
+    }
+
+    /// Also coalesce UDP datagrams (only for a TUN that accepted
+    /// `TUN_F_USO4`: it must take `GSO_UDP_L4` packets).
+    pub fn with_udp(mut self, on: bool) -> Gro {
+        self.udp = on;
+        self
+    }
+
+    /// UDP/IPv4, not a fragment, at least one payload byte, length fields
+    /// consistent: coalesce it.
+    fn push_udp(&mut self, pkt: &[u8]) -> bool {
+        let l3 = usize::from(pkt[0] & 0x0f) * 4;
+        if l3 < 20
+            || pkt.len() <= l3 + 8
+            || usize::from(be16(pkt, 2)) != pkt.len()
+            || usize::from(be16(pkt, l3 + 4)) != pkt.len() - l3
+        {
+            return false;
+        }
+        let plen = pkt.len() - l3 - 8;
+        if self.segs == 0 {
+            self.buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
+            self.len = pkt.len();
+            self.segs = 1;
+            self.l3 = l3;
+            self.hlen = l3 + 8;
+            self.mss = plen;
+            self.closed = false;
+            self.proto = UDP;
+            return true;
+        }
+        if self.proto != UDP
+            || self.closed
+            || self.segs >= GRO_MAX_SEGS
+            || l3 != self.l3
+            || plen > self.mss
+            || self.len + plen > 65_535
+        {
+            return false;
+        }
+        let held = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + l3 + 4];
+        // TOS, DF, TTL, protocol, addresses, options; ports.
+        let same = pkt[1] == held[1]
+            && pkt[6] & 0x40 == held[6] & 0x40
+            && pkt[8..10] == held[8..10]
+            && pkt[12..l3] == held[12..l3]
+            && pkt[l3..l3 + 4] == held[l3..l3 + 4];
+        if !same {
+            return false;
+        }
+        let at = VNET_HDR_LEN + self.len;
+        self.buf[at..at + plen].copy_from_slice(&pkt[l3 + 8..]);
+        self.len += plen;
+        self.segs += 1;
+        if plen < self.mss {
+            self.closed = true;
+        }
+        true
     }
 
     /// True if nothing is held.
@@ -217,8 +314,15 @@ impl Gro {
     /// all (a second offer to an empty coalescer also answers `false`:
     /// write it on its own).
     pub fn push(&mut self, pkt: &[u8]) -> bool {
-        // IPv4, TCP, not a fragment.
-        if pkt.len() < 40 || pkt[0] >> 4 != 4 || pkt[9] != TCP || be16(pkt, 6) & 0x3fff != 0 {
+        // IPv4, not a fragment.
+        if pkt.len() < 28 || pkt[0] >> 4 != 4 || be16(pkt, 6) & 0x3fff != 0 {
+            return false;
+        }
+        if pkt[9] == UDP && self.udp {
+            return self.push_udp(pkt);
+        }
+        // TCP.
+        if pkt.len() < 40 || pkt[9] != TCP {
             return false;
         }
         let l3 = usize::from(pkt[0] & 0x0f) * 4;
@@ -241,9 +345,11 @@ impl Gro {
             self.mss = plen;
             self.next_seq = seq.wrapping_add(plen as u32);
             self.closed = flags & PSH != 0;
+            self.proto = TCP;
             return true;
         }
-        if self.closed
+        if self.proto != TCP
+            || self.closed
             || self.segs >= GRO_MAX_SEGS
             || l3 != self.l3
             || hlen != self.hlen
@@ -294,7 +400,22 @@ impl Gro {
         let (hdr, pkt) = self.buf.split_at_mut(VNET_HDR_LEN);
         let pkt = &mut pkt[..len];
         let mut v = VnetHdr::default();
-        if segs > 1 {
+        if segs > 1 && self.proto == UDP {
+            let l3 = self.l3;
+            pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            ipv4_csum(pkt, l3);
+            pkt[l3 + 4..l3 + 6].copy_from_slice(&((len - l3) as u16).to_be_bytes());
+            let p = fold(pseudo_for(pkt, false, UDP, len - l3));
+            pkt[l3 + 6..l3 + 8].copy_from_slice(&p.to_be_bytes());
+            v = VnetHdr {
+                flags: VnetHdr::F_NEEDS_CSUM,
+                gso_type: VnetHdr::GSO_UDP_L4,
+                hdr_len: (l3 + 8) as u16,
+                gso_size: self.mss as u16,
+                csum_start: l3 as u16,
+                csum_offset: 6,
+            };
+        } else if segs > 1 {
             let l3 = self.l3;
             pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
             ipv4_csum(pkt, l3);
@@ -345,6 +466,84 @@ mod tests {
         let c = csum_finish(csum_add(pseudo(&p, false, len - 20), &p[20..]));
         p[36..38].copy_from_slice(&c.to_be_bytes());
         p
+    }
+
+    /// A UDP/IPv4 datagram with a valid checksum.
+    fn udp4(id: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 28 + payload.len();
+        let mut p = vec![0u8; len];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        p[8] = 64;
+        p[9] = UDP;
+        p[12..16].copy_from_slice(&[10, 1, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 2, 0, 2]);
+        ipv4_csum(&mut p, 20);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+        p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
+        p[28..].copy_from_slice(payload);
+        let c = csum_finish(csum_add(pseudo_for(&p, false, UDP, len - 20), &p[20..]));
+        p[26..28].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn udp_valid(p: &[u8]) -> bool {
+        csum_finish(csum_add(0, &p[..20])) == 0
+            && csum_finish(csum_add(pseudo_for(p, false, UDP, p.len() - 20), &p[20..])) == 0
+    }
+
+    /// UDP GRO towards the TUN and USO segmentation from it are inverses:
+    /// coalesced datagrams, split again, are the originals (IP IDs counted
+    /// up from the first, as the kernel does).
+    #[test]
+    fn udp_gro_then_uso_roundtrip() {
+        let dgrams: Vec<Vec<u8>> = (0..5u16)
+            .map(|i| {
+                let n = if i == 4 { 30 } else { 64 };
+                udp4(0x100 + i, &vec![i as u8 + 1; n])
+            })
+            .collect();
+        // Off by default: UDP is not taken.
+        assert!(!Gro::new().push(&dgrams[0]));
+        let mut gro = Gro::new().with_udp(true);
+        for d in &dgrams {
+            assert!(gro.push(d));
+        }
+        // closed by the shorter last datagram; a TCP segment cannot join
+        assert!(!gro.push(&udp4(9, &[0; 64])));
+        assert!(!gro.push(&tcp4(1, ACK, &[0; 64], &[])));
+        let merged = gro.finish().unwrap().to_vec();
+        let h = VnetHdr::parse(&merged).unwrap();
+        assert_eq!(h.gso_type, VnetHdr::GSO_UDP_L4);
+        assert_eq!(
+            (h.gso_size, h.hdr_len, h.csum_start, h.csum_offset),
+            (64, 28, 20, 6)
+        );
+        let sup = &merged[VNET_HDR_LEN..];
+        assert_eq!(sup.len(), 28 + 4 * 64 + 30);
+        let tso = Tso::new(sup, &h).unwrap();
+        assert_eq!(tso.count(), 5);
+        let mut out = vec![0u8; 200];
+        for (i, d) in dgrams.iter().enumerate() {
+            let n = tso.segment(sup, i, &mut out).unwrap();
+            assert!(udp_valid(&out[..n]), "segment {i}");
+            assert_eq!(&out[..n], &d[..], "segment {i}");
+        }
+        // other flow / fragment / length mismatch are refused
+        let mut g = Gro::new().with_udp(true);
+        assert!(g.push(&dgrams[0]));
+        let mut other = dgrams[1].clone();
+        other[21] ^= 1;
+        assert!(!g.push(&other));
+        let mut frag = dgrams[1].clone();
+        frag[6] = 0x20;
+        assert!(!g.push(&frag));
+        let mut bad = dgrams[1].clone();
+        bad[25] ^= 1;
+        assert!(!g.push(&bad));
+        assert!(g.push(&dgrams[1]));
     }
 
     fn valid(p: &[u8]) -> bool {

@@ -78,6 +78,9 @@ impl VnetHdr {
     pub const GSO_TCPV4: u8 = 1;
     /// TCP over IPv6 super-packet.
     pub const GSO_TCPV6: u8 = 4;
+    /// UDP super-packet (USO), IPv4 or IPv6: `gso_size` payload bytes per
+    /// datagram.
+    pub const GSO_UDP_L4: u8 = 5;
     /// ECN bit of `gso_type`.
     pub const GSO_ECN: u8 = 0x80;
 
