@@ -402,17 +402,28 @@ cpu_ticks() { # sum of utime+stime (all threads) of GW_PIDS, in clock ticks
 wan_pkts() { ip netns exec tbb-left awk '/tbbl0:/ {print $3+$11}' /proc/net/dev; }
 wan_bytes() { ip netns exec tbb-right awk '/tbbrh1:/ {print $10}' /proc/net/dev; }
 
+gw_ticks() { # per-gateway utime+stime ticks, space separated
+	local p
+	for p in "${GW_PIDS[@]}"; do awk '{printf "%d ", $14+$15}' "/proc/$p/stat" 2>/dev/null || printf '0 '; done
+}
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; } # total idle
+
 test_cpu() {
-	local i c0 c1 p0 p1 b0 b1 hz
+	local i c0 c1 p0 p1 b0 b1 hz g0 g1 m0 m1 t0 t1
 	[ ${#GW_PIDS[@]} = 0 ] && return 0
 	hz=$(getconf CLK_TCK)
 	for i in $(seq "$RUNS"); do
-		c0=$(cpu_ticks); p0=$(wan_pkts); b0=$(wan_bytes)
+		c0=$(cpu_ticks); p0=$(wan_pkts); b0=$(wan_bytes); g0=$(gw_ticks); m0=$(machine_ticks); t0=$(date +%s.%N)
 		iperf_json tbb-lhost tbb-rhost 10.2.0.2 "$SECS" -P 1 >/dev/null
-		c1=$(cpu_ticks); p1=$(wan_pkts); b1=$(wan_bytes)
+		c1=$(cpu_ticks); p1=$(wan_pkts); b1=$(wan_bytes); g1=$(gw_ticks); m1=$(machine_ticks); t1=$(date +%s.%N)
 		rec cpu_us_per_pkt "$(python3 -c "print('%.2f' % (($c1-$c0)/$hz*1e6/max($p1-$p0,1)))")"
 		rec cpu_s_per_gb "$(python3 -c "print('%.2f' % (($c1-$c0)/$hz/max(($b1-$b0)/1e9,1e-9)))")"
-		log "$SC cpu run=$i: $(( (c1 - c0) )) ticks, $((p1 - p0)) WAN packets, $((b1 - b0)) inner bytes"
+		# How busy the whole machine was (all cores), and the busiest
+		# gateway in % of one core: a gateway well below 100 % on a
+		# machine near 100 % is not limited by being single-threaded.
+		rec machine_busy_pct "$(python3 -c "a='$m0'.split(); b='$m1'.split(); t=int(b[0])-int(a[0]); print('%.0f' % (100.0*(t-(int(b[1])-int(a[1])))/max(t,1)))")"
+		rec gw_max_core_pct "$(python3 -c "a='$g0'.split(); b='$g1'.split(); w=$t1-$t0; print('%.0f' % max(100.0*(int(y)-int(x))/$hz/w for x,y in zip(a,b)))")"
+		log "$SC cpu run=$i: $(( (c1 - c0) )) ticks, $((p1 - p0)) WAN packets, $((b1 - b0)) inner bytes, gateways [$g0] -> [$g1]"
 	done
 }
 
@@ -457,6 +468,8 @@ rows = [("tcp_1_0", "TCP 1 stream lhost->rhost, Mbit/s", 0),
         ("udp_1400", "UDP 1400 B, pps (loss < 1 %)", 0),
         ("cpu_us_per_pkt", "CPU us / WAN packet (both gateways)", 1),
         ("cpu_s_per_gb", "CPU s / GB (both gateways)", 1),
+        ("gw_max_core_pct", "busiest gateway, % of one core (1-stream TCP)", 1),
+        ("machine_busy_pct", "whole machine busy, % (1-stream TCP)", 1),
         ("lat_idle_ms", "ping RTT idle, ms", 1),
         ("lat_load_ms", "ping RTT under 4-stream TCP, ms", 1)]
 ratios = [("tb-gcm", "ss-gcm"), ("tb-sha1", "ss-sha1"), ("tb-gcm", "wg"), ("tb-gcm-raw", "ss-gcm")]
