@@ -348,7 +348,7 @@ test_tcp() {
 # a sequence number and a run id (stale datagrams of an earlier run are not
 # counted); loss = 1 - distinct sequence numbers received / datagrams sent.
 # Functions run in this shell (no $(...)) so PIDS sees the receiver.
-U_OK=0 U_SENT=0 U_PPS=0 U_LOSS=100 U_EMSG=0 U_ERR=0 U_PMTU=0 U_SKIP=0
+U_OK=0 U_SENT=0 U_SPPS=0 U_PPS=0 U_LOSS=100 U_EMSG=0 U_ERR=0 U_PMTU=0 U_SKIP=0
 udp_once() { # SIZE RATE(pps, 0 = unlimited) SECS -> U_* (U_OK=1: sent > 0, no EMSGSIZE, loss < 1 %)
 	local size=$1 rate=$2 t=$3 rid rpid i rj=$STATE/udp_recv.json sj=$STATE/udp_send.json
 	rid=$(date +%s%N)
@@ -372,12 +372,12 @@ try:
     sent, uniq = s["sent"], r["unique"]
     loss = 100.0 * (1 - uniq / sent) if sent else 100.0
     ok = 1 if sent > 0 and s["emsgsize"] == 0 and loss < 1.0 else 0
-    print(ok, sent, "%.0f" % r["pps"], "%.3f" % loss, s["emsgsize"], s["errors"],
+    print(ok, sent, "%.0f" % s["pps"], "%.0f" % r["pps"], "%.3f" % loss, s["emsgsize"], s["errors"],
           s["path_mtu"] or 0, s["skipped"])
 except Exception:
-    print("0 0 0 100 0 0 0 0")
+    print("0 0 0 0 100 0 0 0 0")
 EOF
-	read -r U_OK U_SENT U_PPS U_LOSS U_EMSG U_ERR U_PMTU U_SKIP <"$STATE/udp_once.out"
+	read -r U_OK U_SENT U_SPPS U_PPS U_LOSS U_EMSG U_ERR U_PMTU U_SKIP <"$STATE/udp_once.out"
 	log "$SC udp size=$size offered=$([ "$rate" = 0 ] && echo unlimited || echo "${rate}pps") ${t}s:" \
 		"sent=$U_SENT recv=${U_PPS}pps loss=$U_LOSS% errors=$U_ERR (emsgsize $U_EMSG) skipped=$U_SKIP"
 }
@@ -391,13 +391,16 @@ forget_pid() { # PID: drop a reaped PID from PIDS (the number may be reused)
 # (received pps of the accepted run) or FAIL.
 # 1. An unlimited run of SECS: loss < 1 % means the path forwarded all the
 #    sender could offer -> report that, marked sender-limited.
-# 2. Otherwise bisect the offered rate in [0, 1.1 x the unlimited run's
-#    received pps] with UDP_STEPS runs of UDP_STEP_SECS, then confirm the
-#    highest good rate with a run of SECS (lowered by 10 % up to 3 times
-#    while it loses >= 1 %).
+# 2. Otherwise bisect the offered rate with runs of UDP_STEP_SECS: a first
+#    run at hi = 1.1 x the unlimited run's received pps; if it loses < 1 %
+#    (overload can push the received rate below the knee), UDP_STEPS
+#    halvings of [hi, the sender's unlimited rate], else of [0, hi]. Then
+#    confirm the highest good rate with a run of SECS (lowered by 10 % up to
+#    3 times while it loses >= 1 %). An accepted rate within 5 % of the
+#    sender's unlimited rate is marked sender-limited too.
 # A packet above the path MTU (EMSGSIZE) is measured again at the path MTU.
 udp_search() { # SIZE
-	local size=$1 st lo=0 hi mid k rate
+	local size=$1 st lo=0 hi smax mid k rate
 	st=$(( UDP_STEP_SECS < SECS ? UDP_STEP_SECS : SECS ))
 	UDP_RESULT=FAIL
 	udp_once "$size" 0 "$SECS"
@@ -412,8 +415,14 @@ udp_search() { # SIZE
 	fi
 	if [ "$U_SENT" = 0 ]; then log "$SC udp size=$size: nothing sent (see $OUT_DIR/udp_load.err)"; return; fi
 	if [ "$U_OK" = 1 ]; then UDP_RESULT="$U_PPS 1 $size"; return; fi
+	smax=$U_SPPS
 	hi=$(( U_PPS * 11 / 10 )); [ "$hi" -ge 1000 ] || hi=1000
+	udp_once "$size" "$hi" "$st"
+	if [ "$U_OK" = 1 ]; then
+		lo=$hi; [ "$smax" -gt "$hi" ] && hi=$smax
+	fi
 	for k in $(seq "$UDP_STEPS"); do
+		[ $(( (hi - lo) * 200 )) -ge "$hi" ] || break   # bracket < 0.5 %
 		mid=$(( (lo + hi) / 2 ))
 		udp_once "$size" "$mid" "$st"
 		if [ "$U_OK" = 1 ]; then lo=$mid; else hi=$mid; fi
@@ -422,7 +431,9 @@ udp_search() { # SIZE
 	for k in 1 2 3; do
 		[ "$rate" -ge 100 ] || break
 		udp_once "$size" "$rate" "$SECS"
-		if [ "$U_OK" = 1 ]; then UDP_RESULT="$U_PPS 0 $size"; return; fi
+		if [ "$U_OK" = 1 ]; then
+			UDP_RESULT="$U_PPS $(( rate * 100 >= smax * 95 ? 1 : 0 )) $size"; return
+		fi
 		rate=$(( rate * 9 / 10 ))
 	done
 }
