@@ -1,6 +1,11 @@
 //! Send pacing: a token bucket on an absolute schedule (packet `i` is due at
 //! `i / rate` seconds after the start), with a bounded burst so a sender
 //! that fell behind does not catch up with a flood.
+//!
+//! The burst is a few milliseconds of packets: on a machine where the sender
+//! shares its cores with the tunnel under test, a wake-up after a sleep is
+//! often late by a scheduler slice (~1-4 ms); a burst of one batch would
+//! turn that lateness into a lower offered rate.
 
 const NS_PER_SEC: u128 = 1_000_000_000;
 
@@ -64,10 +69,15 @@ impl Pacer {
     }
 }
 
-/// Smallest batch worth waking up for at `rate` pps: about 20,000 wake-ups
+/// Smallest batch worth waking up for at `rate` pps: about 5,000 wake-ups
 /// per second at most, 1..=`max`.
 pub fn min_batch(rate: u64, max: u64) -> u64 {
-    (rate / 20_000).clamp(1, max.max(1))
+    (rate / 5_000).clamp(1, max.max(1))
+}
+
+/// Burst allowance at `rate` pps: 4 ms of packets, at least `min`.
+pub fn burst_for(rate: u64, min: u64) -> u64 {
+    (rate / 250).max(min)
 }
 
 #[cfg(test)]
@@ -146,7 +156,9 @@ mod tests {
     #[test]
     fn batch_floor() {
         assert_eq!(min_batch(1, 64), 1);
-        assert_eq!(min_batch(100_000, 64), 5);
+        assert_eq!(min_batch(100_000, 64), 20);
         assert_eq!(min_batch(10_000_000, 64), 64);
+        assert_eq!(burst_for(1000, 64), 64);
+        assert_eq!(burst_for(150_000, 64), 600);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::args::SendArgs;
 use crate::json::Json;
 use crate::net::{self, Batch};
-use crate::pacer::{min_batch, Pacer};
+use crate::pacer::{burst_for, min_batch, Pacer};
 use crate::wire::{payload_len, Header, END_MARKER_SEQ};
 
 /// Datagrams per `sendmmsg`.
@@ -50,6 +50,9 @@ pub struct SendReport {
     pub path_mtu: Option<u32>,
     /// Whether the hard time limit stopped the run.
     pub hard_limit: bool,
+    /// Whether an EMSGSIZE stopped the run early (the packet does not fit
+    /// the path; every further send would fail the same way).
+    pub stopped_on_emsgsize: bool,
 }
 
 impl SendReport {
@@ -95,7 +98,8 @@ impl SendReport {
             .f64("seconds", self.seconds)
             .f64("pps", self.pps())
             .opt_u64("path_mtu", self.path_mtu.map(u64::from))
-            .bool("hard_limit", self.hard_limit);
+            .bool("hard_limit", self.hard_limit)
+            .bool("stopped_on_emsgsize", self.stopped_on_emsgsize);
         j.finish()
     }
 }
@@ -123,7 +127,7 @@ fn send_loop(sock: &UdpSocket, args: &SendArgs) -> io::Result<SendReport> {
         target_pps: args.pps,
         ..SendReport::default()
     };
-    let mut pacer = (args.pps > 0).then(|| Pacer::new(args.pps, BATCH as u64));
+    let mut pacer = (args.pps > 0).then(|| Pacer::new(args.pps, burst_for(args.pps, BATCH as u64)));
     let floor = min_batch(args.pps, BATCH as u64);
     let end_ns = u64::try_from(args.secs.as_nanos()).unwrap_or(u64::MAX);
     let hard = args.secs + HARD_EXTRA;
@@ -176,6 +180,11 @@ fn send_loop(sock: &UdpSocket, args: &SendArgs) -> io::Result<SendReport> {
                 Err(e) => {
                     rep.count_error(&e);
                     off += 1;
+                    if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                        rep.stopped_on_emsgsize = true;
+                        rep.attempted += off as u64;
+                        break 'run;
+                    }
                 }
             }
             if start.elapsed() >= hard {
