@@ -222,7 +222,8 @@ struct GroState {
 /// `TUN_BRIDGE_SOCKBUF=bytes` sets the ESP socket buffers;
 /// `TUN_BRIDGE_TXQLEN=N` sets the TUN txqueuelen;
 /// `TUN_BRIDGE_GSO=0` / `TUN_BRIDGE_GRO=0` turn off UDP segmentation
-/// offload on send / UDP receive coalescing on the 4500 socket.
+/// offload on send / UDP receive coalescing on the 4500 socket;
+/// `TUN_BRIDGE_USO=0` keeps UDP super-packets off the TUNs.
 #[derive(Clone, Copy, Debug)]
 struct Tuning {
     offload: bool,
@@ -230,6 +231,8 @@ struct Tuning {
     gso: bool,
     /// UDP GRO on the 4500 sockets.
     gro: bool,
+    /// Offer `TUN_F_USO4/6` to the TUNs.
+    uso: bool,
     batch: usize,
     /// SO_RCVBUF/SO_SNDBUF of the ESP sockets (raw and UDP/4500).
     sockbuf: usize,
@@ -260,6 +263,7 @@ impl Tuning {
             offload,
             gso: on("TUN_BRIDGE_GSO"),
             gro: on("TUN_BRIDGE_GRO"),
+            uso: on("TUN_BRIDGE_USO"),
             batch,
             sockbuf,
             txqlen,
@@ -450,9 +454,10 @@ impl Gateway {
                 // TCP (and, since Linux 6.2, UDP) super-packets in and out
                 // (split and coalesced here), checksums left to us.
                 let f = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
-                if tun
-                    .set_offload(f | libc::TUN_F_USO4 | libc::TUN_F_USO6)
-                    .is_ok()
+                if tuning.uso
+                    && tun
+                        .set_offload(f | libc::TUN_F_USO4 | libc::TUN_F_USO6)
+                        .is_ok()
                 {
                     uso = true;
                 } else if let Err(e) = tun.set_offload(f) {
