@@ -28,6 +28,10 @@
 # Environment:
 #   RUNS=3 SECS=5          runs per figure, seconds per iperf3 / udp_load run
 #   UDP_STEPS=6 UDP_STEP_SECS=2   bisection steps of the UDP search, seconds each
+#   UDP_SENDER=send|send-gso      send-gso: the load generator hands the kernel
+#                          UDP GSO super-packets (up to 64 datagrams per
+#                          sendmsg, like a QUIC stack), so the sender is no
+#                          longer the limit; the datagrams are the same
 #   SCENARIOS="plain tb-gcm ss-gcm tb-sha1 ss-sha1 wg"
 #   TESTS="tcp udp cpu lat"
 #   TB_BIN=path            tun-bridge binary (default: cargo build --release;
@@ -54,6 +58,7 @@ TESTS=${TESTS:-"tcp udp cpu lat"}
 TB_ENCAP=${TB_ENCAP:-yes}
 WAN_GSO=${WAN_GSO:-on}
 UDP_STEPS=${UDP_STEPS:-6}; UDP_STEP_SECS=${UDP_STEP_SECS:-2}; UDP_PORT=5202
+UDP_SENDER=${UDP_SENDER:-send}
 OUT_DIR=${OUT_DIR:-/tmp/tbb-bench/$(date +%Y%m%d-%H%M%S)}
 STATE=$OUT_DIR/state
 RAW=$OUT_DIR/raw.txt
@@ -376,7 +381,7 @@ udp_once() { # SIZE RATE(pps, 0 = unlimited) SECS -> U_*
 		ip netns exec tbb-rhost ss -lun 2>/dev/null | grep -q "10.2.0.2:$UDP_PORT" && break
 		sleep 0.1
 	done
-	ip netns exec tbb-lhost timeout $((t + 8)) "$UDP_LOAD" send --to "10.2.0.2:$UDP_PORT" \
+	ip netns exec tbb-lhost timeout $((t + 8)) "$UDP_LOAD" "$UDP_SENDER" --to "10.2.0.2:$UDP_PORT" \
 		--size "$size" --pps "$rate" --secs "$t" --run-id "$rid" >"$sj" 2>>"$OUT_DIR/udp_load.err"
 	wait "$rpid" 2>/dev/null
 	forget_pid "$rpid"
@@ -607,7 +612,7 @@ fi
 UDP_LOAD=${CARGO_TARGET_DIR:-$ROOT/target}/release/udp_load
 log "runs=$RUNS secs=$SECS scenarios=[$SCENARIOS] tests=[$TESTS] out=$OUT_DIR kernel=$(uname -r) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
 {
-	echo "# $(date -Is) runs=$RUNS secs=$SECS kernel=$(uname -r) nproc=$(nproc) tb_encap=$TB_ENCAP wan_gso=$WAN_GSO"
+	echo "# $(date -Is) runs=$RUNS secs=$SECS kernel=$(uname -r) nproc=$(nproc) tb_encap=$TB_ENCAP wan_gso=$WAN_GSO udp_sender=$UDP_SENDER"
 	[ -n "${TB_BIN:-}" ] && echo "# tun-bridge $TB_BIN $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)"
 } >"$OUT_DIR/header.txt"
 for SC in $SCENARIOS; do

@@ -46,6 +46,10 @@ pub struct SendArgs {
     pub secs: Duration,
     /// Run id written into every datagram.
     pub run_id: u64,
+    /// Send with UDP GSO (`send-gso`): up to 64 datagrams per `sendmsg` as
+    /// one super-packet the kernel segments (or forwards whole to a device
+    /// that takes UDP segmentation offload).
+    pub gso: bool,
 }
 
 /// Why the command line was rejected.
@@ -117,6 +121,8 @@ impl fmt::Display for ArgError {
 pub const USAGE: &str = "\
 usage: udp_load recv --bind IP:PORT --secs N --run-id X
        udp_load send --to IP:PORT --size BYTES --pps RATE --secs N --run-id X
+       udp_load send-gso ...         (as send, with UDP GSO: one sendmsg per
+                                      up to 64 datagrams)
   --size   IPv4 packet size (20 IP + 8 UDP + payload), at least 44
   --pps    offered packets per second, 0 = as fast as possible
   --secs   duration of the send run (fractions allowed); both modes stop by
@@ -138,7 +144,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
                 run_id: u64_value("--run-id", run_id, "an unsigned integer")?,
             }))
         }
-        "send" => {
+        m @ ("send" | "send-gso") => {
             let [to, size, pps, secs, run_id] =
                 flags(rest, ["--to", "--size", "--pps", "--secs", "--run-id"])?;
             let size = u64_value("--size", size, "a packet size in bytes")?;
@@ -164,6 +170,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
                 pps,
                 secs: secs_value(secs)?,
                 run_id: u64_value("--run-id", run_id, "an unsigned integer")?,
+                gso: m == "send-gso",
             }))
         }
         "-h" | "--help" | "help" => Ok(Command::Help),
@@ -247,8 +254,13 @@ mod tests {
                 pps: 0,
                 secs: Duration::from_millis(250),
                 run_id: 9,
+                gso: false,
             }))
         );
+        assert!(matches!(
+            p("send-gso --run-id 9 --secs 1 --pps 0 --size 64 --to 127.0.0.1:9"),
+            Ok(Command::Send(SendArgs { gso: true, .. }))
+        ));
         assert_eq!(p("--help"), Ok(Command::Help));
     }
 

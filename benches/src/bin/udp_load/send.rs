@@ -171,7 +171,13 @@ fn send_loop(sock: &UdpSocket, args: &SendArgs) -> io::Result<SendReport> {
         }
         let mut off = 0;
         while off < n {
-            match batch.send(fd, off, n - off, len) {
+            let r = if args.gso {
+                let per = (net::GSO_MAX_BYTES / len.max(1)).clamp(1, BATCH);
+                batch.send_gso(fd, off, (n - off).min(per), len)
+            } else {
+                batch.send(fd, off, n - off, len)
+            };
+            match r {
                 Ok(k) => {
                     rep.sent += k as u64;
                     off += k.max(1);
