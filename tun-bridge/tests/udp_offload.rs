@@ -103,46 +103,8 @@ fn udp_gso_datagrams_cross_the_tunnel_intact() {
     }
     let mut lab = Lab::new().expect("lab");
     let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).expect("topology");
-    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
-    let case = &CASES[0];
-    let key = psk("udpoff");
-    let mut ca = TbConn::new(
-        "site-b",
-        "start",
-        &a,
-        &b,
-        &t.site_a_cidr(),
-        &t.site_b_cidr(),
-        case,
-    );
-    let mut cb = TbConn::new(
-        "site-a",
-        "add",
-        &b,
-        &a,
-        &t.site_b_cidr(),
-        &t.site_a_cidr(),
-        case,
-    );
-    ca.extra.push("encapsulation=yes".into());
-    cb.extra.push("encapsulation=yes".into());
-    let gb = TunBridge::start(
-        &mut lab,
-        &t.gw_b,
-        "gw-b",
-        &ipsec_conf(&[cb]),
-        &ipsec_secrets(&[(&b, &a, &key)]),
-    );
-    gb.wait_listening(&mut lab);
-    let ga = TunBridge::start(
-        &mut lab,
-        &t.gw_a,
-        "gw-a",
-        &ipsec_conf(&[ca]),
-        &ipsec_secrets(&[(&a, &b, &key)]),
-    );
-    ga.wait_established(&mut lab, &["site-b"]);
-    gb.wait_established(&mut lab, &["site-a"]);
+    let encap = ["encapsulation=yes"];
+    let (ga, gb) = tb_pair_up(&mut lab, &t, &CASES[0], "udpoff", &encap, &encap);
     ping_both_ways(&lab, &t, "udp offload");
 
     let (ha, hb) = (IpAddr::V4(t.host_a_addr()), IpAddr::V4(t.host_b_addr()));

@@ -34,57 +34,6 @@ const TUN_A: &str = "tb-site-b";
 /// TUN interface of gateway B's connection `site-a`.
 const TUN_B: &str = "tb-site-a";
 
-/// A tun-bridge pair across the WAN: gateway B listens (`site-a`), gateway
-/// A initiates (`site-b`); `extra_a`/`extra_b` are added to the `conn`s.
-fn tunnel_up(
-    lab: &mut Lab,
-    t: &TwoSites,
-    extra_a: &[&str],
-    extra_b: &[&str],
-) -> (TunBridge, TunBridge) {
-    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
-    let case = &CASES[0];
-    let key = psk("wire");
-    let mut ca = TbConn::new(
-        "site-b",
-        "start",
-        &a,
-        &b,
-        &t.site_a_cidr(),
-        &t.site_b_cidr(),
-        case,
-    );
-    ca.extra = extra_a.iter().map(|s| s.to_string()).collect();
-    let mut cb = TbConn::new(
-        "site-a",
-        "add",
-        &b,
-        &a,
-        &t.site_b_cidr(),
-        &t.site_a_cidr(),
-        case,
-    );
-    cb.extra = extra_b.iter().map(|s| s.to_string()).collect();
-    let gb = TunBridge::start(
-        lab,
-        &t.gw_b,
-        "gw-b",
-        &ipsec_conf(&[cb]),
-        &ipsec_secrets(&[(&b, &a, &key)]),
-    );
-    gb.wait_listening(lab);
-    let ga = TunBridge::start(
-        lab,
-        &t.gw_a,
-        "gw-a",
-        &ipsec_conf(&[ca]),
-        &ipsec_secrets(&[(&a, &b, &key)]),
-    );
-    ga.wait_established(lab, &["site-b"]);
-    gb.wait_established(lab, &["site-a"]);
-    (ga, gb)
-}
-
 fn capture(lab: &mut Lab, ns: &str, iface: &str, name: &str) -> Capture {
     Capture::start(lab, ns, iface, name, CAPTURE_MAX)
         .unwrap_or_else(|e| panic!("capture {name}: {e}"))
@@ -191,7 +140,7 @@ struct Framing {
 }
 
 fn framing(lab: &mut Lab, t: &TwoSites, extra_a: &[&str], tag: &str, port: u16) -> Framing {
-    let (ga, gb) = tunnel_up(lab, t, extra_a, &[]);
+    let (ga, gb) = tb_pair_up(lab, t, &CASES[0], "wire", extra_a, &[]);
     let wan = capture(lab, &t.gw_a, TwoSites::GW_WAN_IF, &format!("{tag}-wan"));
     let lan = capture(lab, &t.gw_b, TwoSites::GW_LAN_IF, &format!("{tag}-lan"));
     ping_both_ways(lab, t, tag);
@@ -284,7 +233,7 @@ fn mss_clamped_in_both_directions() {
     }
     let mut lab = Lab::new().expect("lab");
     let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).expect("topology");
-    let (ga, gb) = tunnel_up(&mut lab, &t, &[], &[]);
+    let (ga, gb) = tb_pair_up(&mut lab, &t, &CASES[0], "wire", &[], &[]);
     let mtu = tunnel_mtu(&lab, &t.gw_a, &ga, TUN_A);
     assert_eq!(
         tunnel_mtu(&lab, &t.gw_b, &gb, TUN_B),
@@ -351,7 +300,7 @@ fn df_ping_gets_too_big_with_the_tunnel_mtu() {
     }
     let mut lab = Lab::new().expect("lab");
     let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).expect("topology");
-    let (ga, gb) = tunnel_up(&mut lab, &t, &[], &[]);
+    let (ga, gb) = tb_pair_up(&mut lab, &t, &CASES[0], "wire", &[], &[]);
     let mtu = tunnel_mtu(&lab, &t.gw_a, &ga, TUN_A);
     let hb = t.host_b_addr().to_string();
     let ping = |size: u16| {

@@ -434,14 +434,27 @@ fn send_many_raw(
         };
         hdrs[i].msg_hdr = msghdr_for(&mut ss, sslen, &mut iov[i], &mut cbuf.0[..clen]);
     }
+    // SAFETY: `hdrs[..n]` point into live buffers for the whole call; the
+    // kernel only reads the shared address and control buffers.
+    unsafe { sendmmsg_nb(fd, &mut hdrs[..n]) }
+}
+
+/// Non-blocking `sendmmsg` of `hdrs`; returns how many messages the kernel
+/// took (0 if the socket buffer is full).
+///
+/// # Safety
+///
+/// Every pointer in `hdrs` (address, iovecs and the buffers they describe,
+/// control buffer) must be valid for reads of its stated length for the
+/// duration of the call.
+unsafe fn sendmmsg_nb(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     let r = nonblocking(|| {
-        // SAFETY: `hdrs[..n]` point into live buffers for the whole call;
-        // the kernel only reads the shared address and control buffers.
+        // SAFETY: the caller's contract.
         cvt(unsafe {
             libc::sendmmsg(
                 fd,
                 hdrs.as_mut_ptr(),
-                n as libc::c_uint,
+                hdrs.len() as libc::c_uint,
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
             )
         })
@@ -526,20 +539,10 @@ fn send_gso_raw(
         runs[m] = (first, count);
         m += 1;
     });
-    let r = nonblocking(|| {
-        // SAFETY: `hdrs[..m]` point into live buffers (packets via `iov`,
-        // the shared address, per-message control buffers) for the whole
-        // call; the kernel only reads them.
-        cvt(unsafe {
-            libc::sendmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                m as libc::c_uint,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        })
-    })?;
-    let sent = r.map_or(0, |k| k as usize);
+    // SAFETY: `hdrs[..m]` point into live buffers (packets via `iov`, the
+    // shared address, per-message control buffers) for the whole call; the
+    // kernel only reads them.
+    let sent = unsafe { sendmmsg_nb(fd, &mut hdrs[..m]) }?;
     Ok(runs[..sent].iter().map(|&(_, c)| c).sum())
 }
 

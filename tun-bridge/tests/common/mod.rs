@@ -384,6 +384,60 @@ impl TunBridge {
     }
 }
 
+/// Starts tun-bridge on gateway B (responder, `auto=add`) and then on
+/// gateway A (initiator, `auto=start`) for `case`, subnet to subnet with
+/// the outer addresses as IDs and a fresh PSK tagged `tag`, each conn with
+/// its `extra` lines; waits until both report the tunnel established.
+pub fn tb_pair_up(
+    lab: &mut Lab,
+    t: &TwoSites,
+    case: &Case,
+    tag: &str,
+    extra_a: &[&str],
+    extra_b: &[&str],
+) -> (TunBridge, TunBridge) {
+    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
+    let key = psk(tag);
+    let mut ca = TbConn::new(
+        "site-b",
+        "start",
+        &a,
+        &b,
+        &t.site_a_cidr(),
+        &t.site_b_cidr(),
+        case,
+    );
+    ca.extra = extra_a.iter().map(|s| s.to_string()).collect();
+    let mut cb = TbConn::new(
+        "site-a",
+        "add",
+        &b,
+        &a,
+        &t.site_b_cidr(),
+        &t.site_a_cidr(),
+        case,
+    );
+    cb.extra = extra_b.iter().map(|s| s.to_string()).collect();
+    let gb = TunBridge::start(
+        lab,
+        &t.gw_b,
+        "gw-b",
+        &ipsec_conf(&[cb]),
+        &ipsec_secrets(&[(&b, &a, &key)]),
+    );
+    gb.wait_listening(lab);
+    let ga = TunBridge::start(
+        lab,
+        &t.gw_a,
+        "gw-a",
+        &ipsec_conf(&[ca]),
+        &ipsec_secrets(&[(&a, &b, &key)]),
+    );
+    ga.wait_established(lab, &["site-b"]);
+    gb.wait_established(lab, &["site-a"]);
+    (ga, gb)
+}
+
 /// Pings host B from host A and back (3 each); panics with `ctx` on loss.
 pub fn ping_both_ways(lab: &Lab, t: &TwoSites, ctx: &str) {
     let (a, b) = (t.host_a_addr().to_string(), t.host_b_addr().to_string());
