@@ -57,23 +57,7 @@ fn tun_bridge_to_tun_bridge() {
         }
         let ctx = format!("{ctx} [{}]", if encap { "ESP-in-UDP" } else { "raw ESP" });
         let t0 = Instant::now();
-        let gb = TunBridge::start(
-            &mut lab,
-            &t.gw_b,
-            "gw-b",
-            &ipsec_conf(&[cb]),
-            &ipsec_secrets(&[(&b, &a, &key)]),
-        );
-        gb.wait_listening(&mut lab);
-        let ga = TunBridge::start(
-            &mut lab,
-            &t.gw_a,
-            "gw-a",
-            &ipsec_conf(&[ca]),
-            &ipsec_secrets(&[(&a, &b, &key)]),
-        );
-        ga.wait_established(&mut lab, &["site-b"]);
-        gb.wait_established(&mut lab, &["site-a"]);
+        let (ga, gb) = tb_pair_start(&mut lab, &t, ca, cb, &key);
         let up = t0.elapsed();
         ping_both_ways(&lab, &t, &ctx);
         // Alternate the direction of the bulk transfer between cases.

@@ -418,12 +418,27 @@ pub fn tb_pair_up(
         case,
     );
     cb.extra = extra_b.iter().map(|s| s.to_string()).collect();
+    tb_pair_start(lab, t, ca, cb, &key)
+}
+
+/// Starts tun-bridge with `cb` on gateway B (the responder: conn `site-a`)
+/// and, once it listens, with `ca` on gateway A (the initiator: conn
+/// `site-b`), both with `key` for the outer addresses; waits until both
+/// report the tunnel established.
+pub fn tb_pair_start(
+    lab: &mut Lab,
+    t: &TwoSites,
+    ca: TbConn,
+    cb: TbConn,
+    key: &str,
+) -> (TunBridge, TunBridge) {
+    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
     let gb = TunBridge::start(
         lab,
         &t.gw_b,
         "gw-b",
         &ipsec_conf(&[cb]),
-        &ipsec_secrets(&[(&b, &a, &key)]),
+        &ipsec_secrets(&[(&b, &a, key)]),
     );
     gb.wait_listening(lab);
     let ga = TunBridge::start(
@@ -431,7 +446,7 @@ pub fn tb_pair_up(
         &t.gw_a,
         "gw-a",
         &ipsec_conf(&[ca]),
-        &ipsec_secrets(&[(&a, &b, &key)]),
+        &ipsec_secrets(&[(&a, &b, key)]),
     );
     ga.wait_established(lab, &["site-b"]);
     gb.wait_established(lab, &["site-a"]);
