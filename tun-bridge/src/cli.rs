@@ -56,7 +56,7 @@ pub struct UpArgs {
     /// After a failover, when to move traffic back to the first tunnel of
     /// a pair: `primary` (as soon as it is up again) or `never`.
     #[arg(long, value_name = "POLICY", default_value = "primary")]
-    pub failback: crate::runtime::failover::Failback,
+    pub failback: crate::engine::failover::Failback,
 }
 
 /// `tun-bridge status`.

@@ -168,6 +168,13 @@ pub struct TunnelStatus {
     pub last_rekey_secs: Option<u64>,
     /// Seconds until the current Child SA's scheduled rekey.
     pub next_rekey_secs: Option<u64>,
+    /// Child SA rekeys completed (outbound switched to the new SA).
+    #[serde(default)]
+    pub child_rekeys: u64,
+    /// The last failure (authentication, refused proposal, dead peer,
+    /// keyingtries used up), cleared when the IKE SA comes up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Errors of the control protocol.
@@ -605,7 +612,14 @@ pub fn format_status(st: &StatusReport) -> String {
         let next = t
             .next_rekey_secs
             .map_or("-".into(), |s| format!("in {}", human_secs(s)));
-        let _ = writeln!(o, "  rekey: last {last}, next {next}");
+        let _ = writeln!(
+            o,
+            "  rekey: last {last}, next {next} ({} child rekeys)",
+            t.child_rekeys
+        );
+        if let Some(e) = &t.last_error {
+            let _ = writeln!(o, "  last error: {e}");
+        }
     }
     o
 }
@@ -638,6 +652,8 @@ mod tests {
                     .collect(),
                 last_rekey_secs: Some(120),
                 next_rekey_secs: Some(3480),
+                child_rekeys: 2,
+                last_error: None,
             }],
         }
     }

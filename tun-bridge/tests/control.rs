@@ -46,6 +46,8 @@ fn report(served: u64) -> StatusReport {
             drops: BTreeMap::from([("replay".to_string(), 5)]),
             last_rekey_secs: None,
             next_rekey_secs: Some(60),
+            child_rekeys: 0,
+            last_error: None,
         }],
     }
 }

@@ -25,7 +25,6 @@ use ipsec_core::spd::{Action, Policy, PolicyId};
 use ipsec_core::wire::IpProtocol;
 use tracing::{debug, info, warn};
 
-use super::failover::{Failback, Group};
 use super::keylog::KeyLog;
 use super::packet::{self, classify_4500, esp_to_tun, tun_to_esp, TunVerdict, Udp4500, HEADROOM};
 use super::plan::{ConnPlan, StartMode};
@@ -34,6 +33,7 @@ use crate::config::values::{DpdAction, KeyingTries};
 use crate::control::{
     ControlServer, Response, StatusReport, TunnelRole, TunnelState, TunnelStatus,
 };
+use crate::engine::failover::{Failback, Group};
 use crate::sys::netlink::{Netlink, Route, RouteTracker};
 use crate::sys::poll::{Event, Interest, Poller, SignalFd, Token};
 use crate::sys::tun::{Tun, TunOptions, VnetHdr, VNET_HDR_LEN};
@@ -1475,6 +1475,8 @@ impl Gateway {
                 .and_then(|c| self.ike.child_rekey_at(t.conn, c.spi_in))
                 .map(|at| at.saturating_duration_since(now).as_secs());
             tunnels.push(TunnelStatus {
+                child_rekeys: 0,
+                last_error: None,
                 name: t.plan.name.clone(),
                 state: t.state(),
                 role,

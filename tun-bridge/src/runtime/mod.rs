@@ -7,10 +7,8 @@
 //! * [`gateway`]: the epoll loop, IKE event handling, SA installation,
 //!   failover, shutdown.
 //! * [`offload`]: TSO splitting / GRO coalescing for `IFF_VNET_HDR` TUNs.
-//! * [`failover`]: active/standby choice for tunnel pairs.
 //! * [`keylog`]: `--log-keys` in Wireshark formats.
 
-pub mod failover;
 pub mod gateway;
 pub mod keylog;
 pub mod offload;
