@@ -16,4 +16,5 @@ pub mod demo;
 pub mod doctor;
 pub mod engine;
 pub mod runtime;
+pub mod shell;
 pub mod sys;

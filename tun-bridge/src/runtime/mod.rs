@@ -1,15 +1,13 @@
-//! Entry points of the `up`, `status` and `demo` subcommands, and the
-//! runtime behind `up`.
+//! Entry points of the `up`, `status` and `demo` subcommands: `up` turns
+//! the configuration into plans, then hands them to the tunnel engine
+//! ([`crate::engine`]) inside the IO shell ([`crate::shell`]).
 //!
 //! * [`plan`]: validated configuration → per-connection plans (addresses,
 //!   PSKs, ike-lite peer configs, TUN names/MTUs, routes, failover groups).
 //! * [`packet`]: the per-packet path (buffers + `&DataPath`, no IO).
-//! * [`gateway`]: the epoll loop, IKE event handling, SA installation,
-//!   failover, shutdown.
 //! * [`offload`]: TSO splitting / GRO coalescing for `IFF_VNET_HDR` TUNs.
 //! * [`keylog`]: `--log-keys` in Wireshark formats.
 
-pub mod gateway;
 pub mod keylog;
 pub mod offload;
 pub mod packet;
@@ -84,17 +82,22 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
     let mut poller = Poller::new(256)?;
     let mut control = ControlServer::bind(&args.control)
         .map_err(|e| format!("control socket {}: {e}", args.control.display()))?;
-    let mut gw = gateway::Gateway::start(
+    let engine = crate::engine::EngineOptions {
+        failback: args.failback,
+        ike: ike_lite::Config {
+            export_ike_keys: keylog.is_some(),
+            ..ike_lite::Config::default()
+        },
+        rng: Box::new(rand_core::OsRng),
+    };
+    let mut shell = crate::shell::Shell::start(
         plans,
         groups,
-        gateway::StartOptions {
-            failback: args.failback,
-            keylog,
-        },
+        crate::shell::StartOptions { engine, keylog },
         &poller,
     )?;
     info!(control = %args.control.display(), "up");
-    gw.run(&mut poller, &signals, &mut control)?;
+    shell.run(&mut poller, &signals, &mut control)?;
     info!("stopped");
     Ok(())
 }
