@@ -34,6 +34,8 @@
 #                          longer the limit; the datagrams are the same
 #   SCENARIOS="plain tb-gcm ss-gcm tb-sha1 ss-sha1 wg"
 #   TESTS="tcp udp cpu lat"
+#   TB_BIN_BASE=path       a second tun-bridge binary for scenarios NAME@base (e.g.
+#                          SCENARIOS="tb-gcm tb-gcm@base"): before/after in one run
 #   TB_BIN=path            tun-bridge binary (default: cargo build --release;
 #                          udp_load is always built when TESTS has udp)
 #   TB_ENCAP=yes|no        encapsulation= of tb-gcm and tb-sha1 (default yes)
@@ -308,6 +310,17 @@ plain_up() {
 }
 
 scenario_up() {
+	# NAME@base: the same tun-bridge scenario with the TB_BIN_BASE binary
+	# (a before/after comparison inside one run).
+	local tb_bin=$TB_BIN
+	if [[ $1 == *@base ]]; then
+		[ -n "${TB_BIN_BASE:-}" ] || die "$1 needs TB_BIN_BASE"
+		TB_BIN=$TB_BIN_BASE
+		scenario_up "${1%@base}"
+		local rc=$?
+		TB_BIN=$tb_bin
+		return $rc
+	fi
 	case $1 in
 		plain) plain_up ;;
 		tb-gcm) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 "$TB_ENCAP" ;;
@@ -560,7 +573,8 @@ rows = [("tcp_1_0", "TCP 1 stream lhost->rhost, Mbit/s", 0),
         ("machine_busy_pct", "whole machine busy, % (1-stream TCP)", 1),
         ("lat_idle_ms", "ping RTT idle, ms", 1),
         ("lat_load_ms", "ping RTT under 4-stream TCP, ms", 1)]
-ratios = [("tb-gcm", "ss-gcm"), ("tb-sha1", "ss-sha1"), ("tb-gcm", "wg"), ("tb-gcm-raw", "ss-gcm")]
+ratios = [("tb-gcm", "ss-gcm"), ("tb-sha1", "ss-sha1"), ("tb-gcm", "wg"), ("tb-gcm-raw", "ss-gcm"),
+          ("tb-gcm", "tb-gcm@base"), ("tb-gcm-raw", "tb-gcm-raw@base")]
 ratios = [r for r in ratios if r[0] in scen and r[1] in scen]
 hdr = ["metric (median of %s x %s s)" % (runs, secs)] + scen + ["%s / %s" % r for r in ratios]
 print("| " + " | ".join(hdr) + " |")
