@@ -551,6 +551,32 @@ fn endpoint_conflicts_are_config_errors() {
     );
 }
 
+#[test]
+fn transport_mode_and_replay_window_limits() {
+    let s = Scratch::new("limits");
+    let e = s.errors(&format!("{BASE}\ttype=transport\n"), SECRET);
+    assert_eq!(
+        e,
+        ["ipsec.conf:6: unsupported 'type=transport': transport mode is not supported; tun-bridge runs tunnel mode"]
+    );
+    for (n, used, why) in [
+        (0, 32, "anti-replay protection cannot be disabled"),
+        (16, 32, "the window is 32 to 4096 packets"),
+        (8192, 4096, "the window is 32 to 4096 packets"),
+    ] {
+        let loaded = s
+            .load(&format!("{BASE}\treplay-window={n}\n"), SECRET)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config.conns[0].replay_window, used);
+        let w: Vec<String> = loaded
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {}", w.line, w.message))
+            .collect();
+        assert_eq!(w, [format!("6: replay-window={n}: {why}; using {used}")]);
+    }
+}
+
 /// Every sample configuration of these tests that `check` accepts plans
 /// without error (fixed addresses stand in for the running system).
 #[test]

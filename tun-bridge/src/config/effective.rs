@@ -33,8 +33,11 @@ pub const DEFAULT_REKEY_MARGIN: Duration = Duration::from_secs(9 * 60);
 pub const DEFAULT_REKEY_FUZZ: u32 = 100;
 /// Libreswan default replay window (packets).
 pub const DEFAULT_REPLAY_WINDOW: u32 = 32;
-/// Largest replay window accepted.
+/// Largest replay window accepted in the file (Libreswan's limit).
 pub const MAX_REPLAY_WINDOW: u32 = 65_536;
+/// The replay windows the data path implements (packets); others are
+/// clamped into this range with a warning.
+pub const SUPPORTED_REPLAY_WINDOW: std::ops::RangeInclusive<u32> = 32..=4096;
 /// DPD timeout used when `dpddelay=` is set without `dpdtimeout=`.
 pub const DEFAULT_DPD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Libreswan caps IKE and IPsec SA lifetimes at this value.
@@ -134,7 +137,7 @@ pub struct EffectiveConn {
     pub keying_tries: KeyingTries,
     /// Packet mark (ties the SA to a tunnel interface).
     pub mark: Option<Mark>,
-    /// Anti-replay window in packets (0 disables).
+    /// Anti-replay window in packets, within [`SUPPORTED_REPLAY_WINDOW`].
     pub replay_window: u32,
     /// Perfect forward secrecy for child SAs.
     pub pfs: bool,
@@ -432,6 +435,13 @@ fn build(
             cx.unsupported(e, "passthrough connections are not supported");
             ConnType::Tunnel
         }
+        Some((e, ConnType::Transport)) => {
+            cx.unsupported(
+                e,
+                "transport mode is not supported; tun-bridge runs tunnel mode",
+            );
+            ConnType::Tunnel
+        }
         Some((_, t)) => t,
         None => ConnType::Tunnel,
     };
@@ -623,10 +633,17 @@ fn build(
             cx.invalid(e, format!("must be at most {MAX_REPLAY_WINDOW}"));
             DEFAULT_REPLAY_WINDOW
         }
-        Some((e, 0)) => {
+        Some((e, n)) if !SUPPORTED_REPLAY_WINDOW.contains(&n) => {
+            let (lo, hi) = SUPPORTED_REPLAY_WINDOW.into_inner();
+            let used = n.clamp(lo, hi);
+            let why = if n == 0 {
+                "anti-replay protection cannot be disabled".to_string()
+            } else {
+                format!("the window is {lo} to {hi} packets")
+            };
             cx.diag
-                .warn(&e.loc, "replay-window=0 disables anti-replay protection");
-            0
+                .warn(&e.loc, format!("replay-window={n}: {why}; using {used}"));
+            used
         }
         Some((_, n)) => n,
         None => DEFAULT_REPLAY_WINDOW,

@@ -405,14 +405,7 @@ pub fn plan_conn(
         peer.dpd_delay = Some(d.delay);
         peer.dpd_timeout = d.timeout;
     }
-    let window = conn.replay_window.clamp(32, 4096);
-    if window != conn.replay_window {
-        notes.push(format!(
-            "replay-window={} outside 32..=4096, using {window}",
-            conn.replay_window
-        ));
-    }
-    peer.replay_window = window;
+    peer.replay_window = conn.replay_window;
     peer.force_encap = conn.encapsulation == Encapsulation::Yes || !raw_esp;
     if !raw_esp && conn.encapsulation != Encapsulation::Yes {
         notes.push("raw ESP socket unavailable: forcing UDP encapsulation".into());

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use tun_bridge::config::effective::SUPPORTED_REPLAY_WINDOW;
 use tun_bridge::config::values::Endpoint;
 use tun_bridge::config::Config;
 use tun_bridge::runtime::plan::{self, PlanError};
@@ -51,6 +52,7 @@ pub fn plan_all(cfg: &Config, wanted: &[String]) -> usize {
             Ok(p) => {
                 assert_eq!(p.peer.ike_proposals, c.ike.list);
                 assert_eq!(p.peer.esp_proposals, c.esp.list);
+                assert!(SUPPORTED_REPLAY_WINDOW.contains(&p.peer.replay_window));
                 planned += 1;
             }
             Err(PlanError::NoPsk { .. })
