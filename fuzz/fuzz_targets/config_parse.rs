@@ -1,13 +1,18 @@
 //! Fuzzes the ipsec.conf and ipsec.secrets parsers and the resolution into
-//! effective connections. Input bytes are split at the first NUL into a
-//! config part and a secrets part. Parsing is in memory: `include` lines are
-//! reported as errors and never read a file.
+//! effective connections (with `ike=`/`esp=` parsed by ike-lite), and checks
+//! that whatever `check` accepts plans without error. Input bytes are split
+//! at the first NUL into a config part and a secrets part. Parsing is in
+//! memory: `include` lines are reported as errors and never read a file.
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use tun_bridge::config::{self, conf, secrets, Diagnostics, NoIncludes, ResolveOptions};
+use tun_bridge::config::{self, conf, secrets, Diagnostics, NoIncludes};
+use tun_bridge::runtime::plan;
+
+#[path = "../../tun-bridge/tests/plan_offline/mod.rs"]
+mod plan_offline;
 
 fuzz_target!(|data: &[u8]| {
     let (a, b) = match data.iter().position(|&x| x == 0) {
@@ -37,28 +42,20 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
-    // The whole pipeline; a valid result renders without panicking and
-    // without exposing keys.
-    let check = |_: config::ProposalKind, p: &str| -> Result<(), String> {
-        if p.is_empty() {
-            Err("empty".into())
-        } else {
-            Ok(())
-        }
-    };
-    let opts = ResolveOptions {
-        proposal_check: Some(&check),
-    };
+    // The whole pipeline; a valid result renders without panicking, and
+    // what `check` accepts (load + selection) plans without error.
     match config::parse_str(
         &conf_text,
         Path::new("fuzz.conf"),
         &secrets_text,
         Path::new("fuzz.secrets"),
-        &opts,
     ) {
         Ok(loaded) => {
             for c in &loaded.config.conns {
                 let _ = tun_bridge::check::render_conn(c);
+            }
+            if plan::select_conns(&loaded.config, &[]).is_ok() {
+                plan_offline::plan_all(&loaded.config, &[]);
             }
         }
         Err(fail) => assert!(!fail.errors.is_empty()),

@@ -1,5 +1,7 @@
-//! `tun-bridge check`: validate the configuration and print the effective
-//! settings of every connection. Never prints key material.
+//! `tun-bridge check`: validate the configuration as `up` does before it
+//! touches the system (loading, then selecting the connections `up` would
+//! run) and print the effective settings of every connection. Never prints
+//! key material.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -7,12 +9,27 @@ use std::io::{self, Write};
 use crate::cli::CheckArgs;
 use crate::config::values::fmt_duration;
 use crate::config::{self, EffectiveConn};
+use crate::runtime::plan::{self, SelectError};
 
 /// Runs `check`: settings to `out`, diagnostics to `err`. Returns `Ok(true)`
-/// when the configuration is valid.
+/// when the configuration is valid and `up` with the same `--conn`
+/// arguments would start.
 pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<bool> {
     match config::load(&args.config, &args.secrets) {
         Ok(loaded) => {
+            if let Err(e) = plan::select_conns(&loaded.config, &args.conns) {
+                for w in &loaded.warnings {
+                    writeln!(err, "{w}")?;
+                }
+                match e {
+                    SelectError::NothingToStart | SelectError::NoSuchConn(_) => {
+                        writeln!(err, "{}: {e}", args.config.display())?
+                    }
+                    _ => writeln!(err, "{e}")?,
+                }
+                writeln!(err, "1 error(s)")?;
+                return Ok(false);
+            }
             for c in &loaded.config.conns {
                 out.write_all(render_conn(c).as_bytes())?;
                 writeln!(out)?;
@@ -75,8 +92,14 @@ pub fn render_conn(c: &EffectiveConn) -> String {
         list(&c.remote_subnets, "(right address only)"),
     );
     kv("ike-version", c.ike_version.to_string());
-    kv("ike", c.ike.clone().unwrap_or_else(|| "(defaults)".into()));
-    kv("esp", c.esp.clone().unwrap_or_else(|| "(defaults)".into()));
+    kv(
+        "ike",
+        c.ike.text.clone().unwrap_or_else(|| "(defaults)".into()),
+    );
+    kv(
+        "esp",
+        c.esp.text.clone().unwrap_or_else(|| "(defaults)".into()),
+    );
     kv("ikelifetime", fmt_duration(c.ike_lifetime));
     kv("salifetime", fmt_duration(c.sa_lifetime));
     kv("rekeymargin", fmt_duration(c.rekey_margin));

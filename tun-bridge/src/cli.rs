@@ -79,6 +79,9 @@ pub struct CheckArgs {
     /// ipsec.secrets to read.
     #[arg(long, value_name = "PATH")]
     pub secrets: PathBuf,
+    /// Check as `up --conn NAME` would run (repeatable; default: all with auto=start/add/route).
+    #[arg(long = "conn", value_name = "NAME")]
+    pub conns: Vec<String>,
 }
 
 /// `tun-bridge doctor` (no arguments).

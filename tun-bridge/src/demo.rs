@@ -542,30 +542,18 @@ mod tests {
             "restart",
         );
         let secrets = "192.0.2.1 192.0.2.2 : PSK \"abcdefghijklmnopqrstuvwxyz012345\"\n";
-        let check = |kind: crate::config::ProposalKind, s: &str| match kind {
-            crate::config::ProposalKind::Ike => ike_lite::proposal::parse_ike_proposals(s)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            crate::config::ProposalKind::Esp => ike_lite::proposal::parse_esp_proposals(s)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        };
-        let opts = crate::config::ResolveOptions {
-            proposal_check: Some(&check),
-        };
         let loaded = crate::config::parse_str(
             &conf,
             Path::new("ipsec.conf"),
             secrets,
             Path::new("ipsec.secrets"),
-            &opts,
         )
         .map_err(|e| format!("{e:?}"))
         .expect("demo config parses");
         let c = loaded.config.conn("Tunnel1").expect("Tunnel1");
         assert_eq!(c.auto, crate::config::values::Auto::Start);
-        assert_eq!(c.ike.as_deref(), Some(DEMO_IKE));
-        assert_eq!(c.esp.as_deref(), Some(DEMO_ESP));
+        assert_eq!(c.ike.text.as_deref(), Some(DEMO_IKE));
+        assert_eq!(c.esp.text.as_deref(), Some(DEMO_ESP));
         assert_eq!(c.local_subnets.len(), 1);
         assert_eq!(c.remote_subnets.len(), 1);
         assert!(c.psk.is_some(), "PSK found for the explicit leftid");

@@ -1,5 +1,7 @@
-//! Runs the `tun-bridge` binary: `check` on the AWS samples and on a broken
-//! file, and `up` on a broken file (fails before any network activity).
+//! Runs the `tun-bridge` binary: `check` on the AWS samples and on broken
+//! files (every error `up` would find before touching the system, at its
+//! `file:line`), and `up` on broken files (fails before any network
+//! activity).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -149,6 +151,135 @@ fn up_rejects_a_broken_configuration() {
     assert!(!out.status.success());
     assert!(
         stderr.contains(&format!("{}:7: unknown key 'frobnicate'", conf.display())),
+        "{stderr}"
+    );
+}
+
+/// Writes `conf` and a secrets file (mode 0600) for 192.0.2.1/192.0.2.2
+/// into a scratch directory; returns (dir, conf, secrets).
+fn files(tag: &str, conf: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tb-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = dir.join("ipsec.conf");
+    let s = dir.join("ipsec.secrets");
+    std::fs::write(&c, conf).unwrap();
+    std::fs::write(&s, "192.0.2.1 192.0.2.2 : PSK \"secret-value\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (dir, c, s)
+}
+
+const CONN: &str = "conn t\n\tauthby=secret\n\tauto=start\n\tleft=192.0.2.1\n\tright=192.0.2.2\n";
+
+/// Runs `check` on `conf`; returns (exit code, stdout, stderr) with the
+/// scratch directory stripped from the messages.
+fn check(tag: &str, conf: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let (dir, c, s) = files(tag, conf);
+    let mut args = vec![
+        "check",
+        "--config",
+        c.to_str().unwrap(),
+        "--secrets",
+        s.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let strip = |b: &[u8]| text(b).replace(&format!("{}/", dir.display()), "");
+    (out.status.code(), strip(&out.stdout), strip(&out.stderr))
+}
+
+#[test]
+fn check_rejects_bad_proposals_at_their_line() {
+    let (code, stdout, stderr) = check(
+        "proposals",
+        &format!("{CONN}\tike=aes999-sha7;modp77\n\tphase2alg=foo-bar\n"),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("configuration OK"), "{stdout}");
+    assert_eq!(
+        stderr,
+        "ipsec.conf:6: invalid ike= proposal 'aes999-sha7;modp77': unknown algorithm \"aes999\"\n\
+         ipsec.conf:7: invalid phase2alg= proposal 'foo-bar': unknown algorithm \"foo\"\n\
+         2 error(s)\n"
+    );
+    for (i, garbage) in [
+        "aes128-sha1-prfsha256",
+        "aes128gcm16-sha1",
+        ",",
+        "sha1",
+        "aes128;;sha1",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (code, _, stderr) = check(&format!("esp{i}"), &format!("{CONN}\tesp={garbage}\n"), &[]);
+        assert_eq!(code, Some(1), "esp={garbage}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "ipsec.conf:6: invalid esp= proposal '{garbage}': "
+            )),
+            "esp={garbage}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_rejects_what_up_would_not_start() {
+    let (code, _, stderr) = check("ignored", &CONN.replace("auto=start", "auto=ignore"), &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ipsec.conf: no connection to bring up (all are auto=ignore)"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = check(
+        "named",
+        &CONN.replace("auto=start", "auto=ignore"),
+        &["--conn", "t"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("configuration OK: 1 connection(s)"));
+    let (code, _, stderr) = check("nosuch", CONN, &["--conn", "u"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ipsec.conf: --conn u: no such connection"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(
+        "anyany",
+        &CONN
+            .replace("left=192.0.2.1", "left=%defaultroute")
+            .replace("right=192.0.2.2", "right=%any")
+            .replace("auto=start", "auto=add"),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "ipsec.conf:5: conflicting settings: left=%defaultroute needs a concrete right="
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn up_rejects_bad_proposals_before_touching_the_system() {
+    let (dir, c, s) = files("up-proposals", &format!("{CONN}\tike=aes999-sha7;modp77\n"));
+    let out = run(&[
+        "up",
+        "--config",
+        c.to_str().unwrap(),
+        "--secrets",
+        s.to_str().unwrap(),
+        "--control",
+        dir.join("ctl.sock").to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{}:6: invalid ike= proposal", c.display())),
         "{stderr}"
     );
 }

@@ -1,28 +1,30 @@
 //! Property test: the parsers never panic and always either succeed or
 //! report at least one located error, on mutated AWS samples and on random
-//! text (the cargo-fuzz target `config_parse` explores further).
+//! text; and whatever `check` accepts (loading plus the selection of the
+//! connections `up` runs) plans without error. The cargo-fuzz target
+//! `config_parse` explores further.
 
 use std::path::Path;
 
 use proptest::prelude::*;
-use tun_bridge::config::{self, ResolveOptions};
+use tun_bridge::config;
+use tun_bridge::runtime::plan;
+
+mod plan_offline;
 
 const CONF: &str = include_str!("data/strongswan/ipsec.conf");
 const LIBRESWAN: &str = include_str!("data/libreswan/ipsec.d/aws.conf");
 const SECRETS: &str = include_str!("data/strongswan/ipsec.secrets");
 
 fn parse(conf: &str, secrets: &str) {
-    match config::parse_str(
-        conf,
-        Path::new("c"),
-        secrets,
-        Path::new("s"),
-        &ResolveOptions::default(),
-    ) {
+    match config::parse_str(conf, Path::new("c"), secrets, Path::new("s")) {
         Ok(l) => {
             for c in &l.config.conns {
                 let out = tun_bridge::check::render_conn(c);
                 assert!(!out.contains("example_psk"));
+            }
+            if plan::select_conns(&l.config, &[]).is_ok() {
+                plan_offline::plan_all(&l.config, &[]);
             }
         }
         Err(f) => {
@@ -56,5 +58,33 @@ proptest! {
     #[test]
     fn random_text(conf in "(conn|config|include|  [a-z-]{1,12}=|\t|[ -~]|\n){0,60}", secrets in "[ -~\n]{0,80}") {
         parse(&conf, &secrets);
+    }
+}
+
+const BASE: &str = "conn a\n\tauthby=secret\n\tauto=start\n\tleft=192.0.2.1\n\tright=192.0.2.2\n";
+
+/// Proposal-shaped strings: known, unknown and misplaced tokens.
+const PROPOSAL: &str = "((aes(128|192|256|999)?(gcm(16|8)?)?|sha(1|2_256|384|7)?|modp(1024|2048|77|768)|ecp384|x25519|prfsha256|esn|noesn|none|null|3des|[a-z0-9_]{0,5})[-;,+!]?){1,6}";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `ike=` and `esp=` are rejected at their own line, or the connection
+    /// plans with exactly the proposals the configuration holds.
+    #[test]
+    fn proposal_values(ike in PROPOSAL, esp in PROPOSAL) {
+        let conf = format!("{BASE}\tike={ike}\n\tesp={esp}\n");
+        match config::parse_str(&conf, Path::new("c"), ": PSK \"k\"\n", Path::new("s")) {
+            Ok(l) => prop_assert_eq!(plan_offline::plan_all(&l.config, &[]), 1),
+            Err(f) => {
+                for e in &f.errors {
+                    prop_assert!(
+                        matches!(e.kind, config::ConfigErrorKind::Proposal { .. }),
+                        "{}", e
+                    );
+                    prop_assert!(e.line == 6 || e.line == 7, "{}", e);
+                }
+            }
+        }
     }
 }

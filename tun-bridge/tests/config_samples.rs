@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tun_bridge::config::values::*;
-use tun_bridge::config::{
-    self, ConfigErrorKind, LoadFailure, Loaded, ProposalKind, ResolveOptions,
-};
+use tun_bridge::config::{self, ConfigErrorKind, LoadFailure, Loaded};
+
+mod plan_offline;
 
 fn data(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,8 +53,15 @@ fn aws_libreswan_sample() {
     assert_eq!(t1.local_subnets, [net("192.168.0.0/16")]);
     assert_eq!(t1.remote_subnets, [net("10.0.0.0/16")]);
     assert_eq!(t1.ike_version, IkeVersionPolicy::Ikev2Preferred);
-    assert_eq!(t1.ike.as_deref(), Some("aes128-sha1;modp1024"));
-    assert_eq!(t1.esp.as_deref(), Some("aes128-sha1;modp1024"));
+    assert_eq!(t1.ike.text.as_deref(), Some("aes128-sha1;modp1024"));
+    assert_eq!(t1.esp.text.as_deref(), Some("aes128-sha1;modp1024"));
+    assert_eq!(t1.ike.list.len(), 1);
+    assert_eq!(
+        t1.ike.list[0].encr,
+        [ike_lite::proposal::EncrAlg::aes_cbc(128)]
+    );
+    assert_eq!(t1.ike.list[0].dh, [ike_lite::crypto::DhGroup(2)]);
+    assert_eq!(t1.esp.list[0].dh, [ike_lite::crypto::DhGroup(2)]);
     assert_eq!(t1.ike_lifetime, Duration::from_secs(8 * 3600));
     assert_eq!(t1.sa_lifetime, Duration::from_secs(3600));
     assert_eq!(t1.rekey_margin, Duration::from_secs(540));
@@ -108,8 +115,8 @@ fn aws_strongswan_sample() {
     let t1 = cfg.conn("Tunnel1").unwrap();
     assert_eq!(t1.source.line, 14);
     assert_eq!(t1.ike_version, IkeVersionPolicy::Ikev1Requested);
-    assert_eq!(t1.ike.as_deref(), Some("aes128-sha1-modp1024"));
-    assert_eq!(t1.esp.as_deref(), Some("aes128-sha1-modp1024"));
+    assert_eq!(t1.ike.text.as_deref(), Some("aes128-sha1-modp1024"));
+    assert_eq!(t1.esp.text.as_deref(), Some("aes128-sha1-modp1024"));
     assert_eq!(t1.sa_lifetime, Duration::from_secs(3600));
     assert_eq!(t1.ike_lifetime, Duration::from_secs(28800));
     assert_eq!(t1.local_subnets, [net("0.0.0.0/0")]);
@@ -286,14 +293,8 @@ fn diamond_also_graph_stays_linear() {
         conf.push_str(&format!("conn l{i}\n\talso=l{n}\n\talso=l{n}\n", n = i + 1));
     }
     conf.push_str("conn l40\n\tpfs=no\n");
-    let loaded = config::parse_str(
-        &conf,
-        Path::new("c"),
-        SECRET,
-        Path::new("s"),
-        &ResolveOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = config::parse_str(&conf, Path::new("c"), SECRET, Path::new("s"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.config.conns.len(), 1);
     assert!(
         !loaded.config.conns[0].pfs,
@@ -430,7 +431,6 @@ fn defaultroute_without_leftid_defers_psk_lookup() {
         Path::new("c"),
         "192.0.2.1 192.0.2.2 : PSK \"k\"\n",
         Path::new("s"),
-        &ResolveOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let a = &loaded.config.conns[0];
@@ -451,30 +451,186 @@ fn defaultroute_without_leftid_defers_psk_lookup() {
 }
 
 #[test]
-fn proposal_hook_errors_at_key_line() {
-    let check = |kind: ProposalKind, s: &str| -> Result<(), String> {
-        if kind == ProposalKind::Esp && s.contains("md5") {
-            Err("md5 is not supported".into())
-        } else {
-            Ok(())
-        }
-    };
-    let opts = ResolveOptions {
-        proposal_check: Some(&check),
-    };
-    let r = config::parse_str(
+fn proposal_errors_at_key_line() {
+    let s = Scratch::new("proposal");
+    let e = s.errors(
         &format!("{BASE}\tike=aes256-sha2_256;dh14\n\tesp=aes128-md5\n"),
-        Path::new("c"),
         SECRET,
-        Path::new("s"),
-        &opts,
     );
-    let e = r.unwrap_err();
-    assert_eq!(e.errors.len(), 1);
-    assert_eq!(e.errors[0].line, 7);
-    assert!(matches!(e.errors[0].kind, ConfigErrorKind::Proposal { .. }));
     assert_eq!(
-        e.errors[0].to_string(),
-        "c:7: invalid esp= proposal: md5 is not supported"
+        e,
+        ["ipsec.conf:7: invalid esp= proposal 'aes128-md5': unsupported algorithm \"md5\""]
     );
+    let e = s.errors(
+        &format!("{BASE}\tike=aes999-sha7;modp77\n\tphase2alg=foo-bar\n"),
+        SECRET,
+    );
+    assert_eq!(
+        e,
+        [
+            "ipsec.conf:6: invalid ike= proposal 'aes999-sha7;modp77': unknown algorithm \"aes999\"",
+            "ipsec.conf:7: invalid phase2alg= proposal 'foo-bar': unknown algorithm \"foo\"",
+        ]
+    );
+    let fail = s
+        .load(&format!("{BASE}\tesp=aes128-sha1-prfsha256\n"), SECRET)
+        .unwrap_err();
+    assert!(matches!(
+        &fail.errors[0].kind,
+        ConfigErrorKind::Proposal { key, value, .. } if key == "esp" && value == "aes128-sha1-prfsha256"
+    ));
+    assert!(
+        s.load(&format!("{BASE}\tesp=\n"), SECRET).is_ok(),
+        "an empty value is no setting: defaults apply"
+    );
+}
+
+#[test]
+fn default_section_proposal_error_is_reported_once_at_its_line() {
+    let s = Scratch::new("defproposal");
+    let conf = format!(
+        "conn %default\n\tike=aes128-sha1-modp768\n{BASE}conn b\n\talso=a\n\tright=192.0.2.3\n"
+    );
+    let e = s.errors(&conf, ": PSK \"k\"\n");
+    assert_eq!(
+        e,
+        ["ipsec.conf:2: invalid ike= proposal 'aes128-sha1-modp768': unsupported algorithm \"modp768\""]
+    );
+}
+
+#[test]
+fn proposals_are_typed_with_pfs_applied() {
+    let loaded = config::parse_str(
+        &format!("{BASE}\tike=aes256gcm16-prfsha384-ecp384\n\tesp=aes128gcm16\nconn b\n\talso=a\n\tpfs=no\n\tesp=aes128-sha1-modp2048\n"),
+        Path::new("c"),
+        ": PSK \"k\"\n",
+        Path::new("s"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let a = loaded.config.conn("a").unwrap();
+    assert_eq!(
+        a.esp.list[0].dh,
+        [ike_lite::crypto::DhGroup(20)],
+        "PFS group from ike="
+    );
+    let b = loaded.config.conn("b").unwrap();
+    assert!(b.esp.list.iter().all(|p| p.dh.is_empty()));
+    let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        ["c:11: warning: pfs=no: the DH group in esp= is not used"]
+    );
+}
+
+#[test]
+fn endpoint_conflicts_are_config_errors() {
+    let s = Scratch::new("endpoints");
+    let e = s.errors(
+        "conn a\n\tauthby=secret\n\tauto=add\n\tleft=%defaultroute\n\tright=%any\n",
+        ": PSK \"k\"\n",
+    );
+    assert_eq!(
+        e,
+        ["ipsec.conf:5: conflicting settings: left=%defaultroute needs a concrete right= to find the local address; right=%any has none"]
+    );
+    let e = s.errors(
+        "conn a\n\tauthby=secret\n\tauto=add\n\tleft=192.0.2.1\n\tright=2001:db8::1\n",
+        ": PSK \"k\"\n",
+    );
+    assert_eq!(
+        e,
+        ["ipsec.conf:5: conflicting settings: left=192.0.2.1 and right=2001:db8::1 are of different address families"]
+    );
+    let e = s.errors(
+        "conn a\n\tauthby=secret\n\tauto=add\n\tleft=192.0.2.1\n\tright=0.0.0.0\n",
+        ": PSK \"k\"\n",
+    );
+    assert_eq!(
+        e,
+        ["ipsec.conf:5: invalid value '0.0.0.0' for 'right': not a peer address; use right=%any to accept any peer"]
+    );
+}
+
+#[test]
+fn transport_mode_and_replay_window_limits() {
+    let s = Scratch::new("limits");
+    let e = s.errors(&format!("{BASE}\ttype=transport\n"), SECRET);
+    assert_eq!(
+        e,
+        ["ipsec.conf:6: unsupported 'type=transport': transport mode is not supported; tun-bridge runs tunnel mode"]
+    );
+    for (n, used, why) in [
+        (0, 32, "anti-replay protection cannot be disabled"),
+        (16, 32, "the window is 32 to 4096 packets"),
+        (8192, 4096, "the window is 32 to 4096 packets"),
+    ] {
+        let loaded = s
+            .load(&format!("{BASE}\treplay-window={n}\n"), SECRET)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config.conns[0].replay_window, used);
+        let w: Vec<String> = loaded
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {}", w.line, w.message))
+            .collect();
+        assert_eq!(w, [format!("6: replay-window={n}: {why}; using {used}")]);
+    }
+}
+
+/// Every sample configuration of these tests that `check` accepts plans
+/// without error (fixed addresses stand in for the running system).
+#[test]
+fn check_passing_implies_plan_succeeds() {
+    let mut samples: Vec<(String, String, usize)> = vec![
+        (BASE.into(), SECRET.into(), 1),
+        (
+            format!("{BASE}\tike=aes256-sha2_256;dh14\n\tesp=aes256gcm16\n\tmtu=1400\n"),
+            SECRET.into(),
+            1,
+        ),
+        (
+            "conn %default\n\tauthby=secret\n\tpfs=no\n\tphase2alg=aes128-sha2_512\nconn v6\n\tauto=add\n\tleft=2001:db8::1\n\tright=%any\n\trightsubnet=2001:db8:1::/48\nconn named\n\tauto=start\n\tleft=%defaultroute\n\tleftid=@gw\n\tright=vpn.example.com\n"
+                .into(),
+            ": PSK \"k\"\n".into(),
+            2,
+        ),
+        (
+            // PSK keyed by the runtime address: only plan can decide.
+            "conn a\n\tauthby=secret\n\tauto=start\n\tleft=%defaultroute\n\tright=192.0.2.2\n".into(),
+            "192.0.2.1 192.0.2.2 : PSK \"k\"\n".into(),
+            0,
+        ),
+    ];
+    samples.push((
+        std::fs::read_to_string(data("strongswan/ipsec.conf")).unwrap(),
+        std::fs::read_to_string(data("strongswan/ipsec.secrets")).unwrap(),
+        2,
+    ));
+    // The Libreswan sample uses includes: check it through the file system.
+    let libreswan = config::load(
+        &data("libreswan/ipsec.conf"),
+        &data("libreswan/ipsec.secrets"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan_offline::plan_all(&libreswan.config, &[]), 2);
+
+    for (i, (conf, secrets, want)) in samples.iter().enumerate() {
+        let s = Scratch::new(&format!("plan{i}"));
+        let c = s.file("ipsec.conf", conf);
+        let sec = s.file("ipsec.secrets", secrets);
+        let args = tun_bridge::cli::CheckArgs {
+            config: c.clone(),
+            secrets: sec.clone(),
+            conns: Vec::new(),
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let ok = tun_bridge::check::run(&args, &mut out, &mut err).unwrap();
+        assert!(ok, "sample {i}: {}", String::from_utf8_lossy(&err));
+        let loaded = config::load(&c, &sec).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            plan_offline::plan_all(&loaded.config, &[]),
+            *want,
+            "sample {i}"
+        );
+    }
 }

@@ -4,12 +4,22 @@
 //! sections named by `also=` (in order, depth first), then `conn %default`.
 //! A section named by some `also=` and without its own `auto=` is a template:
 //! its values are checked but it is not a connection by itself.
+//!
+//! Every check that depends neither on the running system nor on the
+//! `--conn` selection (those are in `runtime::plan::select_conns`) happens
+//! here, so `check` rejects what `up` would: `ike=`/`esp=` are parsed into
+//! ike-lite proposals (errors at the key's line; a `conn %default` line is
+//! reported once), and endpoint pairs no route lookup could complete are
+//! refused.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use ike_lite::proposal::ProposalError;
+
 use super::conf::{RawConfig, RawEntry, RawSection, SectionKind};
 use super::error::{ConfigErrorKind, Diagnostics, Location};
+use super::proposals::{EspProposals, IkeProposals};
 use super::secrets::{Psk, Secrets};
 use super::values::*;
 
@@ -23,8 +33,11 @@ pub const DEFAULT_REKEY_MARGIN: Duration = Duration::from_secs(9 * 60);
 pub const DEFAULT_REKEY_FUZZ: u32 = 100;
 /// Libreswan default replay window (packets).
 pub const DEFAULT_REPLAY_WINDOW: u32 = 32;
-/// Largest replay window accepted.
+/// Largest replay window accepted in the file (Libreswan's limit).
 pub const MAX_REPLAY_WINDOW: u32 = 65_536;
+/// The replay windows the data path implements (packets); others are
+/// clamped into this range with a warning.
+pub const SUPPORTED_REPLAY_WINDOW: std::ops::RangeInclusive<u32> = 32..=4096;
 /// DPD timeout used when `dpddelay=` is set without `dpdtimeout=`.
 pub const DEFAULT_DPD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Libreswan caps IKE and IPsec SA lifetimes at this value.
@@ -57,25 +70,6 @@ pub struct TunnelSettings {
     pub mark: Option<u32>,
     /// Static routes through the tunnel (`-r`).
     pub routes: Vec<IpNet>,
-}
-
-/// Which proposal string a validator hook is asked about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProposalKind {
-    /// `ike=` (IKE SA).
-    Ike,
-    /// `esp=` / `phase2alg=` (child SA).
-    Esp,
-}
-
-/// Hook validating proposal strings (the IKE layer's parser plugs in here).
-pub type ProposalCheck<'a> = &'a dyn Fn(ProposalKind, &str) -> Result<(), String>;
-
-/// Options for [`resolve`].
-#[derive(Clone, Copy, Default)]
-pub struct ResolveOptions<'a> {
-    /// Validates `ike=` and `esp=` strings; errors land at the key's line.
-    pub proposal_check: Option<ProposalCheck<'a>>,
 }
 
 /// `config setup` keys, kept as text (tun-bridge interprets none of them
@@ -122,10 +116,11 @@ pub struct EffectiveConn {
     pub remote_subnets: Vec<IpNet>,
     /// IKE version policy.
     pub ike_version: IkeVersionPolicy,
-    /// `ike=` proposal text (validated by the IKE layer); `None`: its defaults.
-    pub ike: Option<String>,
-    /// `esp=`/`phase2alg=` proposal text; `None`: defaults.
-    pub esp: Option<String>,
+    /// IKE SA proposals (`ike=`, else ike-lite's defaults).
+    pub ike: IkeProposals,
+    /// Child SA proposals (`esp=`/`phase2alg=`, else ike-lite's defaults),
+    /// with `pfs=` applied: exactly what Child SA negotiations use.
+    pub esp: EspProposals,
     /// IKE SA lifetime.
     pub ike_lifetime: Duration,
     /// IPsec SA lifetime (`salifetime`, `keylife`, `lifetime`).
@@ -142,7 +137,7 @@ pub struct EffectiveConn {
     pub keying_tries: KeyingTries,
     /// Packet mark (ties the SA to a tunnel interface).
     pub mark: Option<Mark>,
-    /// Anti-replay window in packets (0 disables).
+    /// Anti-replay window in packets, within [`SUPPORTED_REPLAY_WINDOW`].
     pub replay_window: u32,
     /// Perfect forward secrecy for child SAs.
     pub pfs: bool,
@@ -216,7 +211,6 @@ fn typed<'a, T>(
 pub fn resolve(
     raw: &RawConfig,
     secrets: &Secrets,
-    opts: &ResolveOptions<'_>,
     diag: &mut Diagnostics,
 ) -> (SetupSettings, Vec<EffectiveConn>) {
     let setup = resolve_setup(raw, diag);
@@ -277,7 +271,7 @@ pub fn resolve(
         }
         let template = referenced.contains(s.name.as_str()) && s.get("auto").is_none();
         let mut cx = Ctx { diag, template };
-        if let Some(c) = build(s, &merged, secrets, opts, &mut cx) {
+        if let Some(c) = build(s, &merged, secrets, &mut cx) {
             if !template {
                 conns.push(c);
             }
@@ -358,7 +352,6 @@ fn build(
     s: &RawSection,
     m: &Merged<'_>,
     secrets: &Secrets,
-    opts: &ResolveOptions<'_>,
     cx: &mut Ctx<'_>,
 ) -> Option<EffectiveConn> {
     let errors_before = cx.diag.errors.len();
@@ -442,6 +435,13 @@ fn build(
             cx.unsupported(e, "passthrough connections are not supported");
             ConnType::Tunnel
         }
+        Some((e, ConnType::Transport)) => {
+            cx.unsupported(
+                e,
+                "transport mode is not supported; tun-bridge runs tunnel mode",
+            );
+            ConnType::Tunnel
+        }
         Some((_, t)) => t,
         None => ConnType::Tunnel,
     };
@@ -471,6 +471,27 @@ fn build(
                 )),
             );
         }
+    }
+    match (&local, &remote) {
+        // The local address is found from the route to the peer.
+        (Some((_, l)), Some((e, Endpoint::Any))) if l.ip().is_none() => cx.diag.error(
+            &e.loc,
+            ConfigErrorKind::Conflict(format!(
+                "left={l} needs a concrete right= to find the local address; right=%any has none"
+            )),
+        ),
+        (_, Some((e, Endpoint::Ip(ip)))) if ip.is_unspecified() => {
+            cx.invalid(e, "not a peer address; use right=%any to accept any peer")
+        }
+        (Some((_, Endpoint::Ip(l))), Some((e, Endpoint::Ip(r)))) if l.is_ipv4() != r.is_ipv4() => {
+            cx.diag.error(
+                &e.loc,
+                ConfigErrorKind::Conflict(format!(
+                    "left={l} and right={r} are of different address families"
+                )),
+            )
+        }
+        _ => {}
     }
     let local_id = typed(m, "leftid", cx, Identity::parse).map(|x| x.1);
     let remote_id = typed(m, "rightid", cx, Identity::parse).map(|x| x.1);
@@ -506,25 +527,6 @@ fn build(
         }
         _ => IkeVersionPolicy::Ikev2Preferred,
     };
-
-    // --- proposals: kept as text, validated by the hook.
-    let proposal = |key: &str, kind: ProposalKind, cx: &mut Ctx<'_>| -> Option<String> {
-        let (e, v) = value(m, key)?;
-        if let Some(check) = opts.proposal_check {
-            if let Err(message) = check(kind, v) {
-                cx.diag.error(
-                    &e.loc,
-                    ConfigErrorKind::Proposal {
-                        key: e.key.clone(),
-                        message,
-                    },
-                );
-            }
-        }
-        Some(v.to_string())
-    };
-    let ike = proposal("ike", ProposalKind::Ike, cx);
-    let esp = proposal("esp", ProposalKind::Esp, cx);
 
     // --- lifetimes.
     let lifetime = |key: &str, default: Duration, cx: &mut Ctx<'_>| -> Duration {
@@ -593,6 +595,35 @@ fn build(
         }
     };
 
+    // --- proposals: parsed once into ike-lite's types.
+    let pfs = typed(m, "pfs", cx, parse_bool).is_none_or(|x| x.1);
+    let ike = match value(m, "ike") {
+        Some((e, v)) => IkeProposals::parse(v).unwrap_or_else(|err| {
+            proposal_error(cx, e, &err);
+            IkeProposals::defaults()
+        }),
+        None => IkeProposals::defaults(),
+    };
+    let esp = match value(m, "esp") {
+        Some((e, v)) => match EspProposals::parse(v) {
+            Ok(p) => {
+                if !pfs && p.has_dh() {
+                    cx.diag.warn(
+                        &e.loc,
+                        format!("pfs=no: the DH group in {}= is not used", e.key),
+                    );
+                }
+                p
+            }
+            Err(err) => {
+                proposal_error(cx, e, &err);
+                EspProposals::defaults()
+            }
+        },
+        None => EspProposals::defaults(),
+    }
+    .with_pfs(&ike, pfs);
+
     // --- misc.
     let keying_tries =
         typed(m, "keyingtries", cx, KeyingTries::parse).map_or(KeyingTries::Forever, |x| x.1);
@@ -602,15 +633,21 @@ fn build(
             cx.invalid(e, format!("must be at most {MAX_REPLAY_WINDOW}"));
             DEFAULT_REPLAY_WINDOW
         }
-        Some((e, 0)) => {
+        Some((e, n)) if !SUPPORTED_REPLAY_WINDOW.contains(&n) => {
+            let (lo, hi) = SUPPORTED_REPLAY_WINDOW.into_inner();
+            let used = n.clamp(lo, hi);
+            let why = if n == 0 {
+                "anti-replay protection cannot be disabled".to_string()
+            } else {
+                format!("the window is {lo} to {hi} packets")
+            };
             cx.diag
-                .warn(&e.loc, "replay-window=0 disables anti-replay protection");
-            0
+                .warn(&e.loc, format!("replay-window={n}: {why}; using {used}"));
+            used
         }
         Some((_, n)) => n,
         None => DEFAULT_REPLAY_WINDOW,
     };
-    let pfs = typed(m, "pfs", cx, parse_bool).is_none_or(|x| x.1);
     let encapsulation = match value(m, "encapsulation") {
         Some((e, v)) if e.key == "forceencaps" => match parse_bool(v) {
             Ok(true) => Encapsulation::Yes,
@@ -757,6 +794,17 @@ fn build(
         updown,
         psk,
     })
+}
+
+fn proposal_error(cx: &mut Ctx<'_>, e: &RawEntry, err: &ProposalError) {
+    cx.diag.error(
+        &e.loc,
+        ConfigErrorKind::Proposal {
+            key: e.key.clone(),
+            value: e.value.clone().unwrap_or_default(),
+            message: err.to_string(),
+        },
+    );
 }
 
 fn parse_ifname(s: &str) -> Result<String, String> {

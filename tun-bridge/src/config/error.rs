@@ -157,11 +157,14 @@ pub enum ConfigErrorKind {
         /// The identities that were looked up.
         ids: String,
     },
-    /// The IKE/ESP proposal validator hook rejected a proposal string.
+    /// ike-lite's proposal parser rejected an `ike=`, `esp=` or
+    /// `phase2alg=` value.
     Proposal {
-        /// `ike` or `esp`.
+        /// The key as written.
         key: String,
-        /// The validator's message.
+        /// The value as written.
+        value: String,
+        /// Why ike-lite rejected it.
         message: String,
     },
 }
@@ -205,7 +208,11 @@ impl fmt::Display for ConfigErrorKind {
             NoPsk { conn, ids } => {
                 write!(f, "conn {conn}: no PSK in the secrets file matches {ids}")
             }
-            Proposal { key, message } => write!(f, "invalid {key}= proposal: {message}"),
+            Proposal {
+                key,
+                value,
+                message,
+            } => write!(f, "invalid {key}= proposal '{value}': {message}"),
         }
     }
 }

@@ -3,13 +3,15 @@
 //!
 //! Pipeline: [`conf`] (lines, sections, includes) → [`effective`] (typed,
 //! validated [`EffectiveConn`]s with defaults, `also=`, `%default`) with PSKs
-//! from [`secrets`]. Every stage collects all problems as
+//! from [`secrets`] and `ike=`/`esp=` parsed into ike-lite proposals by
+//! [`proposals`]. Every stage collects all problems as
 //! [`ConfigError`]s (`file:line: message`) and [`ConfigWarning`]s. Nothing
 //! here touches the network.
 
 pub mod conf;
 pub mod effective;
 pub mod error;
+pub mod proposals;
 pub mod secrets;
 pub mod source;
 pub mod values;
@@ -17,10 +19,9 @@ pub mod values;
 use std::fmt;
 use std::path::Path;
 
-pub use effective::{
-    Dpd, EffectiveConn, ProposalCheck, ProposalKind, ResolveOptions, SetupSettings, TunnelSettings,
-};
+pub use effective::{Dpd, EffectiveConn, SetupSettings, TunnelSettings};
 pub use error::{ConfigError, ConfigErrorKind, ConfigWarning, Diagnostics, Location};
+pub use proposals::{EspProposals, IkeProposals, Proposals};
 pub use secrets::{Psk, SecretEntry, Secrets};
 pub use source::{FsLoader, NoIncludes, SourceLoader};
 
@@ -74,22 +75,21 @@ impl fmt::Display for LoadFailure {
 
 impl std::error::Error for LoadFailure {}
 
-/// Loads `config` and `secrets` from the file system with default options.
+/// Loads `config` and `secrets` from the file system.
 pub fn load(config: &Path, secrets: &Path) -> Result<Loaded, LoadFailure> {
-    load_with(config, secrets, &FsLoader, &ResolveOptions::default())
+    load_with(config, secrets, &FsLoader)
 }
 
-/// Loads through an explicit loader and options.
+/// Loads through an explicit loader.
 pub fn load_with(
     config: &Path,
     secrets: &Path,
     loader: &dyn SourceLoader,
-    opts: &ResolveOptions<'_>,
 ) -> Result<Loaded, LoadFailure> {
     let mut diag = Diagnostics::default();
     let raw = conf::parse_conf_file(config, loader, &mut diag);
     let sec = secrets::parse_secrets_file(secrets, loader, &mut diag);
-    finish(raw, sec, opts, diag)
+    finish(raw, sec, diag)
 }
 
 /// Parses in-memory texts (named `conf_name` / `secrets_name` in messages).
@@ -99,21 +99,19 @@ pub fn parse_str(
     conf_name: &Path,
     secrets_text: &str,
     secrets_name: &Path,
-    opts: &ResolveOptions<'_>,
 ) -> Result<Loaded, LoadFailure> {
     let mut diag = Diagnostics::default();
     let raw = conf::parse_conf_str(conf_text, conf_name, &NoIncludes, &mut diag);
     let sec = secrets::parse_secrets_str(secrets_text, secrets_name, &NoIncludes, &mut diag);
-    finish(raw, sec, opts, diag)
+    finish(raw, sec, diag)
 }
 
 fn finish(
     raw: conf::RawConfig,
     secrets: Secrets,
-    opts: &ResolveOptions<'_>,
     mut diag: Diagnostics,
 ) -> Result<Loaded, LoadFailure> {
-    let (setup, conns) = effective::resolve(&raw, &secrets, opts, &mut diag);
+    let (setup, conns) = effective::resolve(&raw, &secrets, &mut diag);
     diag.errors
         .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     diag.warnings

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::cli::{DemoArgs, StatusArgs, UpArgs};
-use crate::config::{self, FsLoader, ProposalKind, ResolveOptions};
+use crate::config;
 use crate::control::{self, ControlServer};
 use crate::sys::poll::{Poller, SignalFd};
 
@@ -29,11 +29,7 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// error never touches the system), plans the selected connections, then
 /// brings them up and runs until SIGTERM/SIGINT.
 pub fn up(args: UpArgs) -> Result<(), Error> {
-    let check: &dyn Fn(ProposalKind, &str) -> Result<(), String> = &plan::proposal_check;
-    let opts = ResolveOptions {
-        proposal_check: Some(check),
-    };
-    let loaded = config::load_with(&args.config, &args.secrets, &FsLoader, &opts)?;
+    let loaded = config::load(&args.config, &args.secrets)?;
     for w in &loaded.warnings {
         eprintln!("{w}");
     }

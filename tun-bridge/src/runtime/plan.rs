@@ -2,13 +2,18 @@
 //! their local addresses (`%defaultroute` resolved), PSKs, the ike-lite
 //! [`PeerConfig`] of each, TUN names and MTUs, routes, and failover groups.
 //!
-//! Everything here is pure apart from [`resolve_local`] (one UDP
-//! `connect()`, which sends nothing) so it can be unit-tested.
+//! [`select_conns`] holds the last static checks (those that depend on the
+//! `--conn` selection); `check` and `up` both run it, so a configuration
+//! `check` accepts plans without error unless the running system disagrees
+//! (DNS, routes, a PSK keyed by a `%defaultroute` address). Everything here
+//! is pure apart from [`resolve_local`] (one UDP `connect()`, which sends
+//! nothing) and [`resolve_remote`] (DNS), so it can be unit-tested.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
-use ike_lite::proposal::{parse_esp_proposals, parse_ike_proposals, EspProposal, IkeProposal};
+use ike_lite::proposal::EspProposal;
 use ike_lite::ts::TrafficSelector as IkeTs;
 use ike_lite::{Identity as IkeId, PeerConfig, Psk as IkePsk};
 use ipsec_core::crypto::{EncrId, IntegId};
@@ -16,23 +21,13 @@ use ipsec_core::crypto::{EncrId, IntegId};
 use crate::config::values::{
     Auto, DpdAction, Encapsulation, Endpoint, Identity, IpNet, KeyingTries,
 };
-use crate::config::{Config, EffectiveConn, ProposalKind};
+use crate::config::{Config, EffectiveConn, Location, Secrets};
 use crate::sys::mss::{Encapsulation as MtuEncap, EspOverhead, OuterFamily, TunnelMtu};
 
 /// Path MTU assumed for the outer network when computing the TUN MTU.
 pub const DEFAULT_PATH_MTU: u16 = 1500;
 /// Largest TUN interface name (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
-
-/// Validates `ike=` / `esp=` strings with ike-lite's proposal parser
-/// (plugged into the config loader so errors carry `file:line`).
-pub fn proposal_check(kind: ProposalKind, s: &str) -> Result<(), String> {
-    match kind {
-        ProposalKind::Ike => parse_ike_proposals(s).map(|_| ()),
-        ProposalKind::Esp => parse_esp_proposals(s).map(|_| ()),
-    }
-    .map_err(|e| e.to_string())
-}
 
 /// What the runtime does with a connection at startup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,40 +38,118 @@ pub enum StartMode {
     Listen,
 }
 
+/// Why [`select_conns`] refuses a selection. None of these depends on the
+/// running system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SelectError {
+    /// No `--conn` was given and every connection is `auto=ignore`.
+    NothingToStart,
+    /// `--conn NAME` names no connection.
+    NoSuchConn(String),
+    /// A selected connection has no PSK, and its identities are known
+    /// without the running system (loading only warns for `auto=ignore`).
+    NoPsk {
+        /// The connection's `conn` header.
+        at: Location,
+        /// Connection name.
+        conn: String,
+        /// The identity pair looked up.
+        ids: String,
+    },
+    /// Two selected connections would open the same TUN interface.
+    SharedInterface {
+        /// The second connection's `conn` header.
+        at: Location,
+        /// The second connection.
+        conn: String,
+        /// The first connection with that interface.
+        first: String,
+        /// The interface name.
+        ifname: String,
+    },
+}
+
+impl fmt::Display for SelectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NothingToStart => f.write_str("no connection to bring up (all are auto=ignore)"),
+            Self::NoSuchConn(n) => write!(f, "--conn {n}: no such connection"),
+            Self::NoPsk { at, conn, ids } => {
+                write!(
+                    f,
+                    "{at}: conn {conn}: no PSK in the secrets file matches {ids}"
+                )
+            }
+            Self::SharedInterface {
+                at,
+                conn,
+                first,
+                ifname,
+            } => write!(
+                f,
+                "{at}: conn {conn}: TUN interface {ifname} is already used by conn {first}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SelectError {}
+
 /// Selects the connections to run: `--conn` names if any were given (every
-/// one must exist and not be `auto=ignore`... an explicit `--conn` of an
-/// ignored connection runs it as `auto=add`), otherwise every connection
-/// whose `auto=` is not `ignore`.
+/// one must exist; an explicit `--conn` of an `auto=ignore` connection runs
+/// it as `auto=add`), otherwise every connection whose `auto=` is not
+/// `ignore`. Rejects selections that cannot run: a connection without a
+/// PSK that no runtime address could find, two connections on one TUN.
 pub fn select_conns<'a>(
     cfg: &'a Config,
     wanted: &[String],
-) -> Result<Vec<(&'a EffectiveConn, StartMode)>, String> {
+) -> Result<Vec<(&'a EffectiveConn, StartMode)>, SelectError> {
     let mode = |c: &EffectiveConn| match c.auto {
         Auto::Start => StartMode::Initiate,
         _ => StartMode::Listen,
     };
+    let mut v: Vec<(&EffectiveConn, StartMode)> = Vec::new();
     if wanted.is_empty() {
-        let v: Vec<_> = cfg
-            .conns
-            .iter()
-            .filter(|c| c.auto != Auto::Ignore)
-            .map(|c| (c, mode(c)))
-            .collect();
+        v.extend(
+            cfg.conns
+                .iter()
+                .filter(|c| c.auto != Auto::Ignore)
+                .map(|c| (c, mode(c))),
+        );
         if v.is_empty() {
-            return Err("no connection to bring up (all are auto=ignore)".into());
+            return Err(SelectError::NothingToStart);
         }
-        return Ok(v);
     }
-    let mut v = Vec::new();
     for name in wanted {
         let c = cfg
             .conn(name)
-            .ok_or_else(|| format!("--conn {name}: no such connection"))?;
-        if !v
-            .iter()
-            .any(|(x, _): &(&EffectiveConn, StartMode)| x.name == c.name)
-        {
+            .ok_or_else(|| SelectError::NoSuchConn(name.clone()))?;
+        if !v.iter().any(|(x, _)| x.name == c.name) {
             v.push((c, mode(c)));
+        }
+    }
+    for (i, (c, _)) in v.iter().enumerate() {
+        if c.psk.is_none() {
+            if let Some(lid) = psk_local_id(c, c.local.ip()) {
+                let rid = psk_remote_id(c);
+                if cfg.secrets.lookup(Some(&lid), &rid).is_none() {
+                    return Err(SelectError::NoPsk {
+                        at: c.source.clone(),
+                        conn: c.name.clone(),
+                        ids: format!("{lid} {rid}"),
+                    });
+                }
+            }
+        }
+        let name = ifname(c);
+        if let Some((first, _)) = v[..i].iter().find(|(x, _)| ifname(x) == name) {
+            return Err(SelectError::SharedInterface {
+                at: c.source.clone(),
+                conn: c.name.clone(),
+                first: first.name.clone(),
+                ifname: name,
+            });
         }
     }
     Ok(v)
@@ -112,6 +185,44 @@ pub fn resolve_remote(ep: &Endpoint, family_hint: Option<IpAddr>) -> Result<IpAd
         Endpoint::DefaultRoute => Err("right=%defaultroute is not supported".into()),
     }
 }
+
+/// Why [`plan_conn`] failed. With a configuration that passed
+/// [`select_conns`], only [`PlanError::NoPsk`] can happen, and only for a
+/// connection whose PSK is keyed by its runtime local address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// No PSK in the secrets file matches the identities.
+    NoPsk {
+        /// Connection name.
+        conn: String,
+        /// The identity pair looked up.
+        ids: String,
+    },
+    /// A subnet is not a valid traffic selector.
+    Selector {
+        /// The subnet.
+        net: IpNet,
+        /// ike-lite's reason.
+        reason: String,
+    },
+    /// No inner packet fits the path MTU with this ESP overhead.
+    NoTunnelMtu,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoPsk { conn, ids } => {
+                write!(f, "conn {conn}: no PSK in the secrets file for {ids}")
+            }
+            Self::Selector { net, reason } => write!(f, "traffic selector {net}: {reason}"),
+            Self::NoTunnelMtu => write!(f, "no usable tunnel MTU below {DEFAULT_PATH_MTU}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
 
 /// One connection, fully planned.
 #[derive(Debug)]
@@ -166,6 +277,29 @@ pub fn default_ifname(conn: &str) -> String {
     s
 }
 
+/// The TUN interface of a connection: its `-ln`/`vti-interface=` name, else
+/// [`default_ifname`].
+pub fn ifname(conn: &EffectiveConn) -> String {
+    conn.tunnel
+        .name
+        .clone()
+        .unwrap_or_else(|| default_ifname(&conn.name))
+}
+
+/// The local identity a PSK is looked up with: `leftid=`, else the local
+/// address (`None` while that is not known).
+fn psk_local_id(conn: &EffectiveConn, local: Option<IpAddr>) -> Option<Identity> {
+    conn.local_id.clone().or(local.map(Identity::Ip))
+}
+
+/// The remote identity a PSK is looked up with: `rightid=`, else `right=`.
+fn psk_remote_id(conn: &EffectiveConn) -> Identity {
+    conn.remote_id
+        .clone()
+        .or_else(|| Identity::from_endpoint(&conn.remote))
+        .unwrap_or(Identity::Any)
+}
+
 fn ike_identity(id: &Identity) -> Option<IkeId> {
     Some(match id {
         Identity::Ip(ip) => IkeId::from_ip(*ip),
@@ -189,12 +323,17 @@ fn overhead(esp: &[EspProposal]) -> EspOverhead {
     }
 }
 
-fn selectors(nets: &[IpNet], fallback: IpAddr) -> Result<Vec<IkeTs>, String> {
+fn selectors(nets: &[IpNet], fallback: IpAddr) -> Result<Vec<IkeTs>, PlanError> {
     if nets.is_empty() {
         return Ok(vec![IkeTs::host(fallback)]);
     }
     nets.iter()
-        .map(|n| IkeTs::subnet(n.addr, n.prefix).map_err(|e| format!("{n}: {e:?}")))
+        .map(|n| {
+            IkeTs::subnet(n.addr, n.prefix).map_err(|e| PlanError::Selector {
+                net: *n,
+                reason: format!("{e:?}"),
+            })
+        })
         .collect()
 }
 
@@ -209,9 +348,9 @@ pub fn plan_conn(
     start: StartMode,
     local: IpAddr,
     remote: IpAddr,
-    secrets: &crate::config::Secrets,
+    secrets: &Secrets,
     raw_esp: bool,
-) -> Result<ConnPlan, String> {
+) -> Result<ConnPlan, PlanError> {
     let mut notes = Vec::new();
     let local_id = match conn.local_id.as_ref().and_then(ike_identity) {
         Some(id) => id,
@@ -227,51 +366,24 @@ pub fn plan_conn(
     let psk = match &conn.psk {
         Some(p) => p.expose().to_vec(),
         None => {
+            // Keyed by the local address, known only now.
             let lid = conn.local_id.clone().unwrap_or(Identity::Ip(local));
-            let rid = conn
-                .remote_id
-                .clone()
-                .or_else(|| Identity::from_endpoint(&conn.remote))
-                .unwrap_or(Identity::Any);
-            let m = secrets.lookup(Some(&lid), &rid).ok_or_else(|| {
-                format!(
-                    "conn {}: no PSK in the secrets file for {lid} {rid}",
-                    conn.name
-                )
-            })?;
-            if m.ambiguous_with.is_some() {
-                return Err(format!(
-                    "conn {}: several PSKs match {lid} {rid} ({} and {})",
-                    conn.name,
-                    m.entry.loc,
-                    m.ambiguous_with
-                        .map(|e| e.loc.to_string())
-                        .unwrap_or_default()
+            let rid = psk_remote_id(conn);
+            let m = secrets
+                .lookup(Some(&lid), &rid)
+                .ok_or_else(|| PlanError::NoPsk {
+                    conn: conn.name.clone(),
+                    ids: format!("{lid} {rid}"),
+                })?;
+            if let Some(other) = m.ambiguous_with {
+                notes.push(format!(
+                    "secrets at {} and {} match {lid} {rid} equally well; using the first",
+                    m.entry.loc, other.loc
                 ));
             }
             m.entry.psk.expose().to_vec()
         }
     };
-    let ike: Vec<IkeProposal> = match &conn.ike {
-        Some(s) => parse_ike_proposals(s).map_err(|e| format!("ike={s}: {e}"))?,
-        None => IkeProposal::defaults(),
-    };
-    let mut esp: Vec<EspProposal> = match &conn.esp {
-        Some(s) => parse_esp_proposals(s).map_err(|e| format!("esp={s}: {e}"))?,
-        None => EspProposal::defaults(),
-    };
-    if conn.pfs {
-        if esp.iter().all(|p| p.dh.is_empty()) {
-            let dh = ike.first().map(|p| p.dh.clone()).unwrap_or_default();
-            for p in &mut esp {
-                p.dh = dh.clone();
-            }
-        }
-    } else {
-        for p in &mut esp {
-            p.dh.clear();
-        }
-    }
     let mut peer = PeerConfig::new(
         SocketAddr::new(local, 500),
         SocketAddr::new(remote, 500),
@@ -293,21 +405,13 @@ pub fn plan_conn(
         peer.dpd_delay = Some(d.delay);
         peer.dpd_timeout = d.timeout;
     }
-    let window = conn.replay_window.clamp(32, 4096);
-    if window != conn.replay_window {
-        notes.push(format!(
-            "replay-window={} outside 32..=4096, using {window}",
-            conn.replay_window
-        ));
-    }
-    peer.replay_window = window;
+    peer.replay_window = conn.replay_window;
     peer.force_encap = conn.encapsulation == Encapsulation::Yes || !raw_esp;
     if !raw_esp && conn.encapsulation != Encapsulation::Yes {
         notes.push("raw ESP socket unavailable: forcing UDP encapsulation".into());
     }
-    peer.ike_proposals = ike;
-    let ovh = overhead(&esp);
-    peer.esp_proposals = esp;
+    peer.ike_proposals = conn.ike.list.clone();
+    peer.esp_proposals = conn.esp.list.clone();
 
     let family = if local.is_ipv4() {
         OuterFamily::V4
@@ -315,15 +419,20 @@ pub fn plan_conn(
         OuterFamily::V6
     };
     let mtu = match conn.mtu {
-        Some(m) if m >= 576 => Some(TunnelMtu {
+        // The configuration guarantees at least 576.
+        Some(m) => TunnelMtu {
             mtu: m,
-            mss_v4: m - 40,
-            mss_v6: m - 60,
-        }),
-        Some(m) => return Err(format!("conn {}: mtu={m} is below 576", conn.name)),
-        None => TunnelMtu::aws(DEFAULT_PATH_MTU, family, MtuEncap::Udp, ovh),
-    }
-    .ok_or_else(|| format!("conn {}: no usable tunnel MTU", conn.name))?;
+            mss_v4: m.saturating_sub(40),
+            mss_v6: m.saturating_sub(60),
+        },
+        None => TunnelMtu::aws(
+            DEFAULT_PATH_MTU,
+            family,
+            MtuEncap::Udp,
+            overhead(&conn.esp.list),
+        )
+        .ok_or(PlanError::NoTunnelMtu)?,
+    };
 
     let routes = if conn.remote_subnets.iter().any(is_default) {
         let r: Vec<IpNet> = conn.tunnel.routes.clone();
@@ -355,11 +464,7 @@ pub fn plan_conn(
         local,
         remote,
         peer,
-        ifname: conn
-            .tunnel
-            .name
-            .clone()
-            .unwrap_or_else(|| default_ifname(&conn.name)),
+        ifname: ifname(conn),
         mtu,
         inside: conn.tunnel.local_inside.map(|a| (a.addr, a.prefix)),
         remote_inside: conn.tunnel.remote_inside.map(|a| a.addr),
@@ -394,20 +499,15 @@ pub fn failover_groups(plans: &[ConnPlan]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_str, ResolveOptions};
+    use crate::config::parse_str;
     use std::path::Path;
 
     fn load(conf: &str, secrets: &str) -> Config {
-        let check: &dyn Fn(ProposalKind, &str) -> Result<(), String> = &proposal_check;
-        let opts = ResolveOptions {
-            proposal_check: Some(check),
-        };
         parse_str(
             conf,
             Path::new("ipsec.conf"),
             secrets,
             Path::new("ipsec.secrets"),
-            &opts,
         )
         .map_err(|e| e.to_string())
         .unwrap()
@@ -509,9 +609,83 @@ conn Tunnel2
     }
 
     #[test]
-    fn proposal_hook_reports_errors() {
-        assert!(proposal_check(ProposalKind::Ike, "aes128-sha1-modp2048").is_ok());
-        assert!(proposal_check(ProposalKind::Esp, "aes128gcm16").is_ok());
-        assert!(proposal_check(ProposalKind::Ike, "rot13-md4").is_err());
+    fn typed_proposals_reach_the_peer_config() {
+        let cfg = load(
+            "conn a\n  auto=add\n  left=192.0.2.1\n  right=192.0.2.2\n  authby=secret\n  ike=aes256gcm16-prfsha384-ecp384\n  phase2alg=aes256-sha2_512\n",
+            ": PSK \"k\"\n",
+        );
+        let (c, m) = select_conns(&cfg, &[]).unwrap()[0];
+        let p = plan_conn(
+            c,
+            m,
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            &cfg.secrets,
+            true,
+        )
+        .unwrap();
+        assert_eq!(p.peer.ike_proposals, c.ike.list);
+        assert_eq!(p.peer.esp_proposals, c.esp.list);
+        // pfs=yes (default) and no group in phase2alg=: the IKE group.
+        assert_eq!(p.peer.esp_proposals[0].dh, [ike_lite::crypto::DhGroup(20)]);
+        let sha512 = TunnelMtu::aws(
+            DEFAULT_PATH_MTU,
+            OuterFamily::V4,
+            MtuEncap::Udp,
+            EspOverhead::AES_CBC_SHA512_256,
+        )
+        .unwrap();
+        assert_eq!(p.mtu, sha512);
+    }
+
+    #[test]
+    fn selection_rejects_what_cannot_run() {
+        // auto=ignore without a PSK only warns at load time; selecting it
+        // is an error at its conn header.
+        let cfg = load(
+            "conn a\n  auto=ignore\n  left=192.0.2.1\n  right=192.0.2.2\n  authby=secret\nconn b\n  auto=add\n  left=192.0.2.1\n  right=192.0.2.3\n  authby=secret\n",
+            "192.0.2.1 192.0.2.3 : PSK \"k\"\n",
+        );
+        assert_eq!(select_conns(&cfg, &[]).unwrap().len(), 1);
+        let e = select_conns(&cfg, &["a".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ipsec.conf:1: conn a: no PSK in the secrets file matches 192.0.2.1 192.0.2.2"
+        );
+        // %defaultroute without leftid: decided at runtime, not here.
+        let cfg = load(
+            "conn a\n  auto=add\n  left=%defaultroute\n  right=192.0.2.2\n  authby=secret\n",
+            "192.0.2.1 192.0.2.2 : PSK \"k\"\n",
+        );
+        let (c, m) = select_conns(&cfg, &[]).unwrap()[0];
+        let r: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(plan_conn(c, m, "192.0.2.1".parse().unwrap(), r, &cfg.secrets, true).is_ok());
+        assert_eq!(
+            plan_conn(c, m, "192.0.2.9".parse().unwrap(), r, &cfg.secrets, true).unwrap_err(),
+            PlanError::NoPsk {
+                conn: "a".into(),
+                ids: "192.0.2.9 192.0.2.2".into()
+            }
+        );
+        // Two connections on one TUN interface.
+        let cfg = load(
+            "conn averyveryverylongname1\n  auto=add\n  left=192.0.2.1\n  right=192.0.2.2\n  authby=secret\nconn averyveryverylongname2\n  auto=add\n  left=192.0.2.1\n  right=192.0.2.3\n  authby=secret\n",
+            ": PSK \"k\"\n",
+        );
+        assert_eq!(
+            select_conns(&cfg, &[]).unwrap_err(),
+            SelectError::SharedInterface {
+                at: Location::new("ipsec.conf", 6),
+                conn: "averyveryverylongname2".into(),
+                first: "averyveryverylongname1".into(),
+                ifname: "tb-averyveryver".into(),
+            }
+        );
+        assert_eq!(
+            select_conns(&cfg, &["averyveryverylongname2".into()])
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
