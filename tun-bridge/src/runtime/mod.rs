@@ -43,15 +43,9 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
         let hint = c.local.ip();
         let remote =
             plan::resolve_remote(&c.remote, hint).map_err(|e| format!("conn {}: {e}", c.name))?;
+        // config refuses left=%defaultroute with right=%any.
         let local = match c.local.ip() {
             Some(ip) => ip,
-            None if remote.is_unspecified() => {
-                return Err(format!(
-                    "conn {}: left=%defaultroute needs a concrete right=",
-                    c.name
-                )
-                .into())
-            }
             None => plan::resolve_local(remote)
                 .map_err(|e| format!("conn {}: no route to {remote}: {e}", c.name))?,
         };

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use ike_lite::Transmit;
 use ipsec_core::buf::PacketBuf;
 use ipsec_core::datapath::{InboundAction, OutboundAction};
+use tun_bridge::config::parse_str;
 use tun_bridge::config::values::IpNet;
-use tun_bridge::config::{parse_str, ResolveOptions};
 use tun_bridge::dataplane::DataPlane;
 use tun_bridge::engine::failover::Failback;
 use tun_bridge::engine::{Action, Command, Engine, EngineOptions, TunnelId};
@@ -49,7 +49,6 @@ pub fn plans(conf: &str, secrets: &str, local: &str) -> (Vec<ConnPlan>, Vec<Vec<
         Path::new("ipsec.conf"),
         secrets,
         Path::new("ipsec.secrets"),
-        &ResolveOptions::default(),
     )
     .unwrap_or_else(|e| panic!("config: {e}"));
     let cfg = loaded.config;
