@@ -3,15 +3,20 @@
 //!
 //! Modules: [`config`] (parsing and validation), [`cli`] (command line),
 //! [`check`] and [`doctor`] (diagnostic subcommands), [`runtime`] (`up`,
-//! `status`, `demo`), [`sys`] (TUN, netlink, sockets, epoll) and
-//! [`control`] (the control socket), [`demo`] (the namespace demo).
+//! `status`, `demo`), [`packet`] (pure per-packet byte work: MSS clamp,
+//! ICMP too-big, offloads, the TUN <-> ESP path), [`sys`] (system calls:
+//! TUN, netlink, sockets, epoll, signals, credentials) and [`control`]
+//! (the control socket), `demo` (the namespace demo, with the `demo`
+//! cargo feature, on by default).
 #![deny(missing_docs)]
 
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
+pub mod packet;
 pub mod runtime;
 pub mod sys;

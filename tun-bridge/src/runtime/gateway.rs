@@ -27,7 +27,6 @@ use tracing::{debug, info, warn};
 
 use super::failover::{Failback, Group};
 use super::keylog::KeyLog;
-use super::packet::{self, classify_4500, esp_to_tun, tun_to_esp, TunVerdict, Udp4500, HEADROOM};
 use super::plan::{ConnPlan, StartMode};
 use super::Error;
 use crate::config::values::{DpdAction, KeyingTries};
@@ -36,10 +35,14 @@ use crate::control::{
 };
 use crate::sys::netlink::{Netlink, Route, RouteTracker};
 use crate::sys::poll::{Event, Interest, Poller, SignalFd, Token};
-use crate::sys::tun::{Tun, TunOptions, VnetHdr, VNET_HDR_LEN};
+use crate::sys::tun::{Tun, TunOptions};
 use crate::sys::udp::{IkeSockets, RawEspSocket, RecvMeta, BATCH_MAX, NATT_PORT};
 
-use super::offload::{complete_csum, Gro, Tso};
+use crate::packet::forward::{
+    self as packet, classify_4500, esp_to_tun, tun_to_esp, TunVerdict, Udp4500, HEADROOM,
+};
+use crate::packet::offload::{complete_csum, Gro, Tso};
+use crate::packet::vnet::{VnetHdr, VNET_HDR_LEN};
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TUN: u64 = 1_000;
