@@ -240,13 +240,9 @@ impl Gro {
 
     /// UDP/IPv4, not a fragment, at least one payload byte, length fields
     /// consistent: coalesce it.
-    fn push_udp(&mut self, pkt: &[u8]) -> bool {
-        let l3 = usize::from(pkt[0] & 0x0f) * 4;
-        if l3 < 20
-            || pkt.len() <= l3 + 8
-            || usize::from(be16(pkt, 2)) != pkt.len()
-            || usize::from(be16(pkt, l3 + 4)) != pkt.len() - l3
-        {
+    /// `pkt` is a checked IPv4 packet of `l3` header bytes.
+    fn push_udp(&mut self, pkt: &[u8], l3: usize) -> bool {
+        if pkt.len() <= l3 + 8 || usize::from(be16(pkt, l3 + 4)) != pkt.len() - l3 {
             return false;
         }
         let plen = pkt.len() - l3 - 8;
@@ -301,19 +297,19 @@ impl Gro {
     /// all (a second offer to an empty coalescer also answers `false`:
     /// write it on its own).
     pub fn push(&mut self, pkt: &[u8]) -> bool {
-        // IPv4, not a fragment.
-        if pkt.len() < 28 || pkt[0] >> 4 != 4 || be16(pkt, 6) & 0x3fff != 0 {
+        // IPv4 filling the buffer exactly, not a fragment.
+        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
+            return false;
+        };
+        if usize::from(ip.total_len()) != pkt.len() || ip.more_frags() || ip.frag_offset() != 0 {
             return false;
         }
-        if pkt[9] == UDP.0 && self.udp {
-            return self.push_udp(pkt);
+        let l3 = ip.header_len();
+        if ip.protocol() == UDP && self.udp {
+            return self.push_udp(pkt, l3);
         }
         // TCP.
-        if pkt.len() < 40 || pkt[9] != TCP.0 {
-            return false;
-        }
-        let l3 = usize::from(pkt[0] & 0x0f) * 4;
-        if l3 < 20 || pkt.len() < l3 + 20 || usize::from(be16(pkt, 2)) != pkt.len() {
+        if ip.protocol() != TCP || pkt.len() < l3 + 20 {
             return false;
         }
         let hlen = l3 + usize::from(pkt[l3 + 12] >> 4) * 4;

@@ -66,3 +66,25 @@ impl VnetHdr {
         b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_emit_are_inverse_little_endian() {
+        let h = VnetHdr {
+            flags: VnetHdr::F_NEEDS_CSUM,
+            gso_type: VnetHdr::GSO_TCPV4 | VnetHdr::GSO_ECN,
+            hdr_len: 0x0134,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let mut b = [0u8; VNET_HDR_LEN];
+        h.emit(&mut b);
+        assert_eq!(b, [1, 0x81, 0x34, 0x01, 0xa8, 0x05, 20, 0, 16, 0]);
+        assert_eq!(VnetHdr::parse(&b), Some(h));
+        assert_eq!(VnetHdr::parse(&b[..VNET_HDR_LEN - 1]), None);
+    }
+}
