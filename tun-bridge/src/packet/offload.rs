@@ -87,13 +87,14 @@ impl Tso {
             _ => return None,
         };
         let l3 = if v6 {
-            if pkt.len() < 40 || pkt[6] != proto.0 {
+            if pkt.len() < 40 || Ipv6Packet::new_unchecked(pkt).next_header() != proto {
                 return None;
             }
             40
         } else {
-            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            if ihl < 20 || pkt.len() < ihl || pkt[9] != proto.0 {
+            let ip = Ipv4Packet::new_unchecked(pkt);
+            let ihl = ip.header_len();
+            if ihl < 20 || pkt.len() < ihl || ip.protocol() != proto {
                 return None;
             }
             ihl
