@@ -7,7 +7,7 @@
 //! of the default capacity), a `Vec` of tunnels indexed by the TUN's epoll
 //! token (outbound) and a `HashMap<u32, usize>` from inbound SPI to tunnel
 //! (inbound). Each packet goes through the runtime's own per-packet
-//! functions, `runtime::packet::tun_to_esp` (MSS clamp, too-big check, SPD
+//! functions, `packet::forward::tun_to_esp` (MSS clamp, too-big check, SPD
 //! lookup, encrypt) and `esp_spi` + SPI map + `esp_to_tun` (SAD lookup,
 //! anti-replay, decrypt, MSS clamp). Successive packets go to different
 //! tunnels (a stride through all of them), the worst case for caches; with 1
@@ -31,8 +31,9 @@ use ipsec_core::datapath::{DataPath, DataPathConfig, InboundAction, OutboundActi
 use ipsec_core::sa::{SaParams, SecretKey, TunnelEndpoints};
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
-use tun_bridge::runtime::packet::{self, esp_to_tun, tun_to_esp, TunVerdict, HEADROOM};
-use tun_bridge::sys::mss::TunnelMtu;
+use ipsec_core::wire::Ipv4Packet;
+use tun_bridge::packet::forward::{self as packet, esp_to_tun, tun_to_esp, TunVerdict, HEADROOM};
+use tun_bridge::packet::mss::TunnelMtu;
 
 const COUNTS: [usize; 3] = [1, 100, 10_000];
 const SIZES: [usize; 2] = [64, 1420];
@@ -163,14 +164,7 @@ fn udp_packet(src: [u8; 4], dst: [u8; 4], len: usize) -> Vec<u8> {
     p[9] = 17;
     p[12..16].copy_from_slice(&src);
     p[16..20].copy_from_slice(&dst);
-    let mut acc = 0u32;
-    for c in p[..20].chunks(2) {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    p[10..12].copy_from_slice(&(!(acc as u16)).to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
     p[20..22].copy_from_slice(&5000u16.to_be_bytes());
     p[22..24].copy_from_slice(&5001u16.to_be_bytes());
     p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());

@@ -1,7 +1,7 @@
 //! ICMP "too big" reply construction over arbitrary inner packets.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tun_bridge::sys::icmp::{build_too_big, needs_too_big};
+use tun_bridge::packet::icmp::{build_too_big, needs_too_big};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {

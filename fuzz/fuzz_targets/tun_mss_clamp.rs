@@ -2,7 +2,7 @@
 //! always leaves an MSS at or below the limit.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tun_bridge::sys::mss::{clamp_mss, MssClamp};
+use tun_bridge::packet::mss::{clamp_mss, MssClamp};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {

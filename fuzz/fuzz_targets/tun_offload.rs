@@ -4,8 +4,8 @@
 //! into as many segments.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tun_bridge::runtime::offload::{Gro, Tso};
-use tun_bridge::sys::tun::{VnetHdr, VNET_HDR_LEN};
+use tun_bridge::packet::offload::{Gro, Tso};
+use tun_bridge::packet::vnet::{VnetHdr, VNET_HDR_LEN};
 
 fn check_merged(merged: &[u8], merged_count: usize) {
     let h = VnetHdr::parse(merged).expect("header");

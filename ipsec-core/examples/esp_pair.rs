@@ -12,7 +12,7 @@ use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
 use ipsec_core::sa::{SaParams, SecretKey, TunnelEndpoints, UdpEncap};
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
-use ipsec_core::wire::{EspPacket, FlowKey};
+use ipsec_core::wire::{EspPacket, FlowKey, Ipv4Packet};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let now = Instant::now();
@@ -61,12 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         0x45, 0, 0, 28, 0x12, 0x34, 0, 0, 64, 1, 0, 0, 10, 1, 0, 5, 10, 2, 0, 7, 8, 0, 0xf7, 0xff,
         0, 0, 0, 0,
     ];
-    let sum = inner[..20]
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum::<u32>();
-    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    inner[10..12].copy_from_slice(&sum.to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut inner[..]).fill_checksum();
     let (flow, _) = FlowKey::parse(&inner)?;
     println!("inner packet: {} bytes, {:?}", inner.len(), flow);
 

@@ -9,6 +9,7 @@
 //! [`Poller`] under a fixed token range; [`query`] / [`status_text`] are
 //! the client side used by `tun-bridge status [--json]`.
 
+use crate::sys::cred;
 use crate::sys::poll::{Event, Interest, Poller, Token};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -16,7 +17,6 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -256,26 +256,6 @@ impl fmt::Debug for ControlServer {
     }
 }
 
-fn peer_uid(s: &UnixStream) -> io::Result<u32> {
-    // SAFETY: zeroed ucred is valid; getsockopt fills at most `len` bytes.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for SO_PEERCRED.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
-}
-
 impl ControlServer {
     /// Create the socket at `path` with mode 0600. A stale socket file (no
     /// server answering) is replaced; a live one or a non-socket file is an
@@ -301,8 +281,7 @@ impl ControlServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(ControlError::Io)?;
         listener.set_nonblocking(true).map_err(ControlError::Io)?;
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = cred::effective_uid();
         Ok(ControlServer {
             listener,
             path: path.into(),
@@ -381,7 +360,7 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return, // WouldBlock, or a transient accept error
             };
-            let allowed = peer_uid(&stream)
+            let allowed = cred::peer_uid(&stream)
                 .map(|u| u == 0 || u == self.euid)
                 .unwrap_or(false);
             if !allowed || stream.set_nonblocking(true).is_err() {

@@ -296,8 +296,7 @@ pub fn run() -> Result<(), DemoError> {
 /// Runs the demo with `exe` as the `tun-bridge` binary of both gateways
 /// (tests pass the binary under test).
 pub fn run_with(exe: &Path) -> Result<(), DemoError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::sys::cred::is_root() {
         return Err(DemoError::NotRoot);
     }
     let t_start = Instant::now();

@@ -3,8 +3,13 @@
 //!
 //! Modules: [`config`] (parsing and validation), [`cli`] (command line),
 //! [`check`] and [`doctor`] (diagnostic subcommands), [`runtime`] (`up`,
-//! `status`, `demo`), [`sys`] (TUN, netlink, sockets, epoll) and
-//! [`control`] (the control socket), [`demo`] (the namespace demo).
+//! `status`, `demo`), [`engine`] (every tunnel decision, sans-IO),
+//! [`dataplane`] (the data path and the engine's SA changes on it),
+//! [`shell`] (the IO loop of `up`), [`packet`] (pure per-packet byte work: MSS clamp,
+//! ICMP too-big, offloads, the TUN <-> ESP path), [`sys`] (system calls:
+//! TUN, netlink, sockets, epoll, signals, credentials) and [`control`]
+//! (the control socket), `demo` (the namespace demo, with the `demo`
+//! cargo feature, on by default).
 #![deny(missing_docs)]
 
 pub mod check;
@@ -12,9 +17,11 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dataplane;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod engine;
+pub mod packet;
 pub mod runtime;
 pub mod shell;
 pub mod sys;

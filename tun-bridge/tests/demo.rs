@@ -1,5 +1,6 @@
 //! `tun-bridge demo` end to end (root): the demo drives the binary under
 //! test and must succeed, leaving no namespace behind.
+#![cfg(feature = "demo")]
 
 use netns_lab::Lab;
 

@@ -1,30 +1,15 @@
 //! The sys layer against the real kernel, inside lab namespaces (root).
 
+use ipsec_core::wire::{checksum, IpProtocol, Ipv4Packet};
 use netns_lab::{in_netns, Lab};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
-use tun_bridge::sys::icmp::{build_too_big, needs_too_big};
-use tun_bridge::sys::mss::{clamp_mss, MssClamp};
+use tun_bridge::packet::icmp::{build_too_big, needs_too_big};
+use tun_bridge::packet::mss::{clamp_mss, MssClamp};
 use tun_bridge::sys::netlink::{Netlink, Route, RouteTracker};
 use tun_bridge::sys::poll::{Interest, Poller, Token};
 use tun_bridge::sys::tun::{Tun, TunFeatures, TunOptions};
 use tun_bridge::sys::udp::{IkeSockets, RawEspSocket, UdpSock};
-
-fn csum(data: &[u8]) -> u16 {
-    let mut acc: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from(c[0]) << 8
-        };
-        acc += u32::from(w);
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
 
 /// Turn an IPv4 ICMP echo request into the matching echo reply in place.
 fn make_echo_reply(p: &mut [u8]) {
@@ -35,12 +20,12 @@ fn make_echo_reply(p: &mut [u8]) {
     p[8] = 64;
     p[10] = 0;
     p[11] = 0;
-    let c = csum(&p[..ihl]);
+    let c = checksum::of(&p[..ihl]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p[ihl] = 0; // echo reply
     p[ihl + 2] = 0;
     p[ihl + 3] = 0;
-    let c = csum(&p[ihl..]);
+    let c = checksum::of(&p[ihl..]);
     p[ihl + 2..ihl + 4].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -55,12 +40,10 @@ fn tcp_checksum_ok(p: &[u8]) -> bool {
     let ihl = usize::from(p[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
     let seg = &p[ihl..total];
-    let mut pseudo = Vec::with_capacity(12 + seg.len());
-    pseudo.extend_from_slice(&p[12..20]);
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
-    pseudo.extend_from_slice(seg);
-    csum(&pseudo) == 0
+    let ip = Ipv4Packet::new_checked(p).expect("IPv4 packet");
+    let pseudo =
+        checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), IpProtocol::TCP, seg.len());
+    checksum::finish(checksum::add(pseudo, seg)) == 0
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use core::net::Ipv4Addr;
 
-use super::{be16, checksum_add, checksum_finish, IpProtocol, WireError};
+use super::{be16, checksum, IpProtocol, WireError};
 
 /// Length of an IPv4 header without options.
 pub const HEADER_LEN: usize = 20;
@@ -129,13 +129,35 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// True if the header checksum verifies.
     pub fn verify_checksum(&self) -> bool {
         let b = self.buffer.as_ref();
-        checksum_finish(checksum_add(0, &b[..self.header_len()])) == 0
+        checksum::of(&b[..self.header_len()]) == 0
     }
 
     /// The payload: bytes from the end of the header to the total length.
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
         &b[self.header_len()..usize::from(self.total_len())]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Sets the total length field.
+    pub fn set_total_len(&mut self, len: u16) {
+        self.buffer.as_mut()[2..4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Sets the identification field.
+    pub fn set_ident(&mut self, ident: u16) {
+        self.buffer.as_mut()[4..6].copy_from_slice(&ident.to_be_bytes());
+    }
+
+    /// Computes the header checksum over [`Ipv4Packet::header_len`] bytes
+    /// and stores it.
+    pub fn fill_checksum(&mut self) {
+        let hl = self.header_len();
+        let b = self.buffer.as_mut();
+        b[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::of(&b[..hl]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
     }
 }
 
@@ -192,7 +214,7 @@ impl Ipv4Repr {
         h[11] = 0;
         h[12..16].copy_from_slice(&self.src.octets());
         h[16..20].copy_from_slice(&self.dst.octets());
-        let c = checksum_finish(checksum_add(0, h));
+        let c = checksum::of(h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
         Ok(())
     }
@@ -235,6 +257,18 @@ mod tests {
         assert!(p.verify_checksum());
         assert!(p.dont_frag());
         assert_eq!(p.protocol(), IpProtocol::UDP);
+        // setters, then the checksum recomputed in place
+        let mut q = Ipv4Packet::new_unchecked(full.clone());
+        q.set_total_len(0x72);
+        q.set_ident(0xbeef);
+        assert!(!q.verify_checksum());
+        q.fill_checksum();
+        assert!(q.verify_checksum());
+        assert_eq!((q.total_len(), q.ident()), (0x72, 0xbeef));
+        q.set_total_len(0x73);
+        q.set_ident(0);
+        q.fill_checksum();
+        assert_eq!(q.checksum(), 0xb861);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! This module owns parsing and emitting of the ESP header and trailer
 //! (RFC 4303 §2), the IPv4 and IPv6 headers (only the fields tunnel mode and
 //! traffic selectors need), RFC 3948 UDP encapsulation classification, and the
-//! extraction of a [`FlowKey`] (addresses, protocol, ports) from an inner packet.
+//! extraction of a [`FlowKey`] (addresses, protocol, ports) from an inner packet,
+//! and the Internet [`checksum`] every layer above uses.
 //!
 //! Every view follows the smoltcp pattern: `Packet::new_unchecked` wraps a
 //! buffer, `Packet::new_checked` additionally validates every length the
@@ -11,6 +12,7 @@
 
 use core::fmt;
 
+pub mod checksum;
 pub mod esp;
 pub mod flow;
 pub mod ipv4;
@@ -121,26 +123,6 @@ impl fmt::Debug for IpProtocol {
     }
 }
 
-/// Internet checksum (RFC 1071) accumulation over `data`, starting from `acc`.
-pub(crate) fn checksum_add(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u32::from(*last) << 8;
-    }
-    acc
-}
-
-/// Folds a checksum accumulator and returns its one's complement.
-pub(crate) fn checksum_finish(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 /// Reads a big-endian u16 at `at`; callers guarantee the bounds.
 #[inline]
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
@@ -156,13 +138,6 @@ pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn checksum_rfc1071_example() {
-        // RFC 1071 §3 example bytes: 00 01 f2 03 f4 f5 f6 f7 -> sum 0xddf2.
-        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(checksum_finish(checksum_add(0, &data)), !0xddf2);
-    }
 
     #[test]
     fn protocol_debug_names() {

@@ -6,7 +6,7 @@
 
 use core::net::IpAddr;
 
-use super::{be16, checksum_add, checksum_finish, IpProtocol, WireError};
+use super::{be16, checksum, IpProtocol, WireError};
 
 /// The NAT-T port (RFC 3948).
 pub const NAT_T_PORT: u16 = 4500;
@@ -80,11 +80,8 @@ impl UdpRepr {
         datagram[4..6].copy_from_slice(&len.to_be_bytes());
         datagram[6..8].copy_from_slice(&[0, 0]);
         if let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) {
-            let mut acc = checksum_add(0, &s.octets());
-            acc = checksum_add(acc, &d.octets());
-            acc += u32::from(len) + u32::from(IpProtocol::UDP.0);
-            acc = checksum_add(acc, datagram);
-            let c = match checksum_finish(acc) {
+            let acc = checksum::pseudo_header_v6(s, d, IpProtocol::UDP, datagram.len());
+            let c = match checksum::finish(checksum::add(acc, datagram)) {
                 0 => 0xffff,
                 c => c,
             };
@@ -133,11 +130,8 @@ mod tests {
         let (IpAddr::V6(s), IpAddr::V6(t)) = (src, dst) else {
             unreachable!()
         };
-        let mut acc = checksum_add(0, &s.octets());
-        acc = checksum_add(acc, &t.octets());
-        acc += 13 + 17;
-        acc = checksum_add(acc, &d);
-        assert_eq!(checksum_finish(acc), 0);
+        let acc = checksum::pseudo_header_v6(s, t, IpProtocol::UDP, 13);
+        assert_eq!(checksum::finish(checksum::add(acc, &d)), 0);
         assert_eq!(UdpRepr::parse(&d).unwrap().dst_port, 4500);
         // IPv4: checksum zero.
         let v4: IpAddr = "192.0.2.1".parse().unwrap();

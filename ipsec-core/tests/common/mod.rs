@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use ipsec_core::crypto::Suite;
 use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretKey, TunnelEndpoints};
+use ipsec_core::wire::Ipv4Packet;
 
 /// Deterministic key bytes for tests.
 pub fn key(len: usize, seed: u8) -> SecretKey {
@@ -73,14 +74,7 @@ pub fn ipv4_packet(total: usize, src: IpAddr, dst: IpAddr, seed: u8) -> Vec<u8> 
     v[9] = 17;
     v[12..16].copy_from_slice(&s.octets());
     v[16..20].copy_from_slice(&d.octets());
-    let mut c = 0u32;
-    for ch in v[..20].chunks(2) {
-        c += u32::from(u16::from_be_bytes([ch[0], ch[1]]));
-    }
-    while c > 0xffff {
-        c = (c & 0xffff) + (c >> 16);
-    }
-    v[10..12].copy_from_slice(&(!(c as u16)).to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut v[..]).fill_checksum();
     if total >= 28 {
         v[20..22].copy_from_slice(&5000u16.to_be_bytes());
         v[22..24].copy_from_slice(&53u16.to_be_bytes());

@@ -4,13 +4,9 @@
 //!
 //! * [`plan`]: validated configuration → per-connection plans (addresses,
 //!   PSKs, ike-lite peer configs, TUN names/MTUs, routes, failover groups).
-//! * [`packet`]: the per-packet path (buffers + `&DataPath`, no IO).
-//! * [`offload`]: TSO splitting / GRO coalescing for `IFF_VNET_HDR` TUNs.
 //! * [`keylog`]: `--log-keys` in Wireshark formats.
 
 pub mod keylog;
-pub mod offload;
-pub mod packet;
 pub mod plan;
 
 use std::time::Duration;
@@ -99,7 +95,17 @@ pub fn status(args: StatusArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `tun-bridge demo`: the self-contained two-site tunnel of [`crate::demo`].
+/// `tun-bridge demo`: the self-contained two-site tunnel of `crate::demo`.
+#[cfg(feature = "demo")]
 pub fn demo(_args: DemoArgs) -> Result<(), Error> {
     crate::demo::run().map_err(Into::into)
+}
+
+/// `tun-bridge demo` in a build without the `demo` cargo feature: an error
+/// saying how to get it.
+#[cfg(not(feature = "demo"))]
+pub fn demo(_args: DemoArgs) -> Result<(), Error> {
+    Err("this tun-bridge was built without the `demo` feature \
+         (cargo build -p tun-bridge --features demo)"
+        .into())
 }

@@ -22,7 +22,7 @@ use crate::config::values::{
     Auto, DpdAction, Encapsulation, Endpoint, Identity, IpNet, KeyingTries,
 };
 use crate::config::{Config, EffectiveConn, Location, Secrets};
-use crate::sys::mss::{Encapsulation as MtuEncap, EspOverhead, OuterFamily, TunnelMtu};
+use crate::packet::mss::{Encapsulation as MtuEncap, EspOverhead, OuterFamily, TunnelMtu};
 
 /// Path MTU assumed for the outer network when computing the TUN MTU.
 pub const DEFAULT_PATH_MTU: u16 = 1500;
@@ -569,7 +569,7 @@ conn Tunnel2
         assert_eq!(p.peer.dpd_delay, Some(Duration::from_secs(10)));
         // pfs default: the ESP proposal keeps its DH group
         assert!(!p.peer.esp_proposals[0].dh.is_empty());
-        assert!(p.mtu.mtu <= crate::sys::mss::AWS_MAX_MTU && p.mtu.mtu > 1300);
+        assert!(p.mtu.mtu <= crate::packet::mss::AWS_MAX_MTU && p.mtu.mtu > 1300);
         assert_eq!(failover_groups(&plans), vec![vec![0, 1]]);
     }
 

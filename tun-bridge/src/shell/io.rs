@@ -1,7 +1,7 @@
 //! The packet paths of the IO shell: TUN reads to ESP sends (TSO split,
 //! batched `sendmmsg` / UDP GSO), ESP receives to TUN writes (GRO), and IKE
 //! datagrams handed to the engine. Per-packet work is in
-//! [`crate::runtime::packet`]; nothing here allocates per packet.
+//! [`crate::packet`]; nothing here allocates per packet.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -13,11 +13,12 @@ use tracing::{debug, warn};
 use super::setup::LocalSocks;
 use super::{Buf, Bufs, GroState, LocalDrop, Shell};
 use crate::engine::TunnelId;
-use crate::runtime::offload::{complete_csum, Tso};
-use crate::runtime::packet::{
+use crate::packet::forward::{
     self, classify_4500, esp_to_tun, tun_to_esp, TunVerdict, Udp4500, HEADROOM,
 };
-use crate::sys::tun::{Tun, VnetHdr, VNET_HDR_LEN};
+use crate::packet::offload::{complete_csum, Tso};
+use crate::packet::vnet::{VnetHdr, VNET_HDR_LEN};
+use crate::sys::tun::Tun;
 use crate::sys::udp::{BATCH_MAX, NATT_PORT};
 
 /// Reads (or batched receives) per readiness event before polling again
@@ -40,7 +41,7 @@ impl Shell {
             let st = bufs.pkt.storage_mut();
             let n = match self.tuns[k]
                 .tun
-                .read(&mut st[..HEADROOM + packet::MAX_PACKET], at)
+                .read(&mut st[..HEADROOM + forward::MAX_PACKET], at)
             {
                 Ok(Some(n)) => n,
                 Ok(None) => break,
@@ -258,7 +259,7 @@ impl Shell {
                 let buf = &mut bufs.rx[i];
                 // One datagram, or several coalesced by UDP GRO.
                 for r in meta.datagrams() {
-                    if r.end > packet::BUF_SIZE {
+                    if r.end > forward::BUF_SIZE {
                         break;
                     }
                     match classify_4500(&buf.storage()[r.clone()]) {
@@ -306,11 +307,11 @@ impl Shell {
                 if meta.len == 0 {
                     continue;
                 }
-                let end = (meta.offset + meta.len).min(packet::BUF_SIZE);
+                let end = (meta.offset + meta.len).min(forward::BUF_SIZE);
                 if buf.set_range(meta.offset..end).is_err() {
                     continue;
                 }
-                let Some(spi) = packet::esp_spi(buf.data()) else {
+                let Some(spi) = forward::esp_spi(buf.data()) else {
                     continue;
                 };
                 self.deliver(now, spi, buf, &mut bufs.gro);

@@ -21,9 +21,9 @@ use crate::control::{ControlServer, Response, StatusReport};
 use crate::dataplane::DataPlane;
 use crate::engine::status::TunnelCounters;
 use crate::engine::{Action, Command, Engine, SaAction, TunnelId};
+use crate::packet::forward::{self, HEADROOM};
+use crate::packet::offload::Gro;
 use crate::runtime::keylog::KeyLog;
-use crate::runtime::offload::Gro;
-use crate::runtime::packet::{self, HEADROOM};
 use crate::runtime::plan::ConnPlan;
 use crate::runtime::Error;
 use crate::sys::netlink::{Netlink, Route, RouteTracker};
@@ -163,7 +163,7 @@ impl Shell {
         signals: &SignalFd,
         control: &mut ControlServer,
     ) -> Result<(), Error> {
-        let seg = || Buf::with_capacity(HEADROOM, io::SEG_MAX, packet::TAILROOM);
+        let seg = || Buf::with_capacity(HEADROOM, io::SEG_MAX, forward::TAILROOM);
         let meta = RecvMeta {
             len: 0,
             offset: 0,
@@ -173,10 +173,10 @@ impl Shell {
             segment: 0,
         };
         let mut bufs = Bufs {
-            pkt: packet::new_buf(),
+            pkt: forward::new_buf(),
             segs: (0..BATCH_MAX).map(|_| seg()).collect(),
             out: Vec::with_capacity(BATCH_MAX),
-            rx: (0..BATCH_MAX).map(|_| packet::new_buf()).collect(),
+            rx: (0..BATCH_MAX).map(|_| forward::new_buf()).collect(),
             metas: vec![meta; BATCH_MAX],
             gro: GroState {
                 gro: Gro::new().with_udp(!self.tuns.is_empty() && self.tuns.iter().all(|t| t.uso)),

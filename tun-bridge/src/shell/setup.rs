@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use tracing::{info, warn};
 
 use super::{TOKEN_SOCK, TOKEN_TUN};
+use crate::packet::mss::TunnelMtu;
 use crate::runtime::plan::ConnPlan;
 use crate::runtime::Error;
-use crate::sys::mss::TunnelMtu;
 use crate::sys::netlink::Netlink;
 use crate::sys::poll::{Interest, Poller, Token};
 use crate::sys::tun::{Tun, TunOptions};

@@ -7,6 +7,8 @@
 //! padding to the cipher's block size, NAT-T UDP header of RFC 3948), and
 //! the AWS-recommended clamp of 1399 / 1359.
 
+use ipsec_core::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, WireError};
+
 /// Result of [`clamp_mss`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -30,69 +32,26 @@ pub enum MssClamp {
     Malformed,
 }
 
-const PROTO_TCP: u8 = 6;
-
 /// Offset and end of the TCP segment inside an IP packet, `None` if the
 /// packet does not carry (the first fragment of) a TCP segment.
-fn tcp_span(pkt: &[u8]) -> Result<Option<(usize, usize)>, ()> {
+fn tcp_span(pkt: &[u8]) -> Result<Option<(usize, usize)>, WireError> {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
-            if pkt.len() < 20 {
-                return Err(());
-            }
-            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
-            if ihl < 20 || total < ihl || total > pkt.len() {
-                return Err(());
-            }
-            if pkt[9] != PROTO_TCP {
+            let ip = Ipv4Packet::new_checked(pkt)?;
+            if ip.protocol() != IpProtocol::TCP || ip.frag_offset() != 0 {
                 return Ok(None);
             }
-            if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x1fff != 0 {
-                return Ok(None); // non-first fragment
-            }
-            Ok(Some((ihl, total)))
+            Ok(Some((ip.header_len(), usize::from(ip.total_len()))))
         }
         Some(6) => {
-            if pkt.len() < 40 {
-                return Err(());
+            let ip = Ipv6Packet::new_checked(pkt)?;
+            let upper = ip.upper_layer()?;
+            if upper.protocol != IpProtocol::TCP || upper.non_initial_fragment {
+                return Ok(None);
             }
-            let end = 40 + usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
-            if end > pkt.len() {
-                return Err(());
-            }
-            let mut nh = pkt[6];
-            let mut off = 40;
-            for _ in 0..8 {
-                match nh {
-                    PROTO_TCP => return Ok(Some((off, end))),
-                    0 | 43 | 60 => {
-                        let h = pkt.get(off..off + 2).ok_or(())?;
-                        nh = h[0];
-                        off += (usize::from(h[1]) + 1) * 8;
-                    }
-                    44 => {
-                        let h = pkt.get(off..off + 8).ok_or(())?;
-                        if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
-                            return Ok(None);
-                        }
-                        nh = h[0];
-                        off += 8;
-                    }
-                    51 => {
-                        let h = pkt.get(off..off + 2).ok_or(())?;
-                        nh = h[0];
-                        off += (usize::from(h[1]) + 2) * 4;
-                    }
-                    _ => return Ok(None),
-                }
-                if off > end {
-                    return Err(());
-                }
-            }
-            Ok(None)
+            Ok(Some((upper.offset, ip.total_len())))
         }
-        _ => Err(()),
+        _ => Err(WireError::BadVersion),
     }
 }
 
@@ -103,7 +62,7 @@ pub fn clamp_mss(pkt: &mut [u8], max_mss: u16) -> MssClamp {
     let (start, end) = match tcp_span(pkt) {
         Ok(Some(s)) => s,
         Ok(None) => return MssClamp::NotTcp,
-        Err(()) => return MssClamp::Malformed,
+        Err(_) => return MssClamp::Malformed,
     };
     let Some(tcp) = pkt.get_mut(start..end) else {
         return MssClamp::Malformed;
@@ -149,7 +108,7 @@ pub fn clamp_mss(pkt: &mut [u8], max_mss: u16) -> MssClamp {
                         (old, max_mss)
                     };
                     let hc = u16::from_be_bytes([tcp[16], tcp[17]]);
-                    let hc2 = csum_replace(hc, m, m2);
+                    let hc2 = checksum::update_u16(hc, m, m2);
                     tcp[16..18].copy_from_slice(&hc2.to_be_bytes());
                     return MssClamp::Clamped {
                         from: old,
@@ -161,15 +120,6 @@ pub fn clamp_mss(pkt: &mut [u8], max_mss: u16) -> MssClamp {
         }
     }
     MssClamp::NoMssOption
-}
-
-/// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`.
-pub fn csum_replace(hc: u16, old: u16, new: u16) -> u16 {
-    let mut s = u32::from(!hc) + u32::from(!old) + u32::from(new);
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// ESP overhead parameters of a cipher suite.
@@ -301,20 +251,21 @@ impl TunnelMtu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::{csum_add, csum_finish};
+
+    const PROTO_TCP: u8 = 6;
 
     /// Full TCP checksum over pseudo-header + segment.
     fn tcp_csum(pkt: &[u8]) -> u16 {
         let (start, end) = tcp_span(pkt).unwrap().unwrap();
         let seg = &pkt[start..end];
-        let mut acc = 0u32;
-        if pkt[0] >> 4 == 4 {
-            acc = csum_add(acc, &pkt[12..20]);
+        let acc = if pkt[0] >> 4 == 4 {
+            let ip = Ipv4Packet::new_checked(pkt).unwrap();
+            checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), IpProtocol::TCP, seg.len())
         } else {
-            acc = csum_add(acc, &pkt[8..40]);
-        }
-        acc = acc.wrapping_add(u32::from(PROTO_TCP)) + (seg.len() as u32);
-        csum_finish(csum_add(acc, seg))
+            let ip = Ipv6Packet::new_checked(pkt).unwrap();
+            checksum::pseudo_header_v6(ip.src_addr(), ip.dst_addr(), IpProtocol::TCP, seg.len())
+        };
+        checksum::finish(checksum::add(acc, seg))
     }
 
     fn fill_csum(pkt: &mut [u8]) {
@@ -350,7 +301,7 @@ mod tests {
             0,
             2,
         ];
-        let ip_c = csum_finish(csum_add(0, &p));
+        let ip_c = checksum::of(&p);
         p[10..12].copy_from_slice(&ip_c.to_be_bytes());
         p.extend_from_slice(&[0xc3, 0x50, 0x00, 0x50, 1, 2, 3, 4, 0, 0, 0, 0]);
         p.push(((tcp_len / 4) as u8) << 4);
@@ -493,12 +444,6 @@ mod tests {
             q[0] = if x & 1 == 0 { 0x45 } else { 0x60 };
             let _ = clamp_mss(&mut q, 100);
         }
-    }
-
-    #[test]
-    fn rfc1624_example() {
-        // RFC 1624 section 4: HC = 0xDD2F, m = 0x5555 -> m' = 0x3285, HC' = 0x0000
-        assert_eq!(csum_replace(0xdd2f, 0x5555, 0x3285), 0x0000);
     }
 
     #[test]

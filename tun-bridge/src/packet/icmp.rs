@@ -8,9 +8,10 @@
 //! packets from unspecified/multicast/broadcast sources (RFC 1812 4.3.2.7,
 //! RFC 4443 2.4).
 
-use super::{csum_add, csum_finish};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipsec_core::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet};
 
 /// Why no "too big" reply was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub fn needs_too_big(pkt: &[u8], mtu: u16) -> bool {
         return false;
     }
     match pkt.first().map(|b| b >> 4) {
-        Some(4) => pkt.len() >= 20 && pkt[6] & 0x40 != 0,
+        Some(4) => Ipv4Packet::new_checked(pkt).is_ok_and(|ip| ip.dont_frag()),
         Some(6) => true,
         _ => false,
     }
@@ -78,10 +79,9 @@ pub fn build_too_big(
             let src = match reply_src {
                 Some(IpAddr::V4(a)) => a,
                 Some(IpAddr::V6(_)) => return Err(TooBigError::FamilyMismatch),
-                None => {
-                    let d = pkt.get(16..20).ok_or(TooBigError::Malformed)?;
-                    Ipv4Addr::new(d[0], d[1], d[2], d[3])
-                }
+                None => Ipv4Packet::new_checked(pkt)
+                    .map_err(|_| TooBigError::Malformed)?
+                    .dst_addr(),
             };
             build_v4(pkt, mtu, src, out)
         }
@@ -89,12 +89,9 @@ pub fn build_too_big(
             let src = match reply_src {
                 Some(IpAddr::V6(a)) => a,
                 Some(IpAddr::V4(_)) => return Err(TooBigError::FamilyMismatch),
-                None => {
-                    let d = pkt.get(24..40).ok_or(TooBigError::Malformed)?;
-                    let mut o = [0u8; 16];
-                    o.copy_from_slice(d);
-                    Ipv6Addr::from(o)
-                }
+                None => Ipv6Packet::new_checked(pkt)
+                    .map_err(|_| TooBigError::Malformed)?
+                    .dst_addr(),
             };
             build_v6(pkt, mtu, src, out)
         }
@@ -103,26 +100,21 @@ pub fn build_too_big(
 }
 
 fn build_v4(pkt: &[u8], mtu: u16, me: Ipv4Addr, out: &mut [u8]) -> Result<usize, TooBigError> {
-    if pkt.len() < 20 {
-        return Err(TooBigError::Malformed);
-    }
-    let ihl = usize::from(pkt[0] & 0x0f) * 4;
-    if ihl < 20 || ihl > pkt.len() {
-        return Err(TooBigError::Malformed);
-    }
+    let ip = Ipv4Packet::new_checked(pkt).map_err(|_| TooBigError::Malformed)?;
     if !needs_too_big(pkt, mtu) {
         return Err(TooBigError::NotTooBig);
     }
-    if u16::from_be_bytes([pkt[6], pkt[7]]) & 0x1fff != 0 {
+    if ip.frag_offset() != 0 {
         return Err(TooBigError::Suppressed);
     }
-    let dst = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+    // The reply goes to the packet's source.
+    let dst = ip.src_addr();
     if dst.is_unspecified() || dst.is_multicast() || dst.is_broadcast() || dst.is_loopback() {
         return Err(TooBigError::Suppressed);
     }
-    if pkt[9] == 1 {
+    if ip.protocol() == IpProtocol::ICMP {
         // ICMP: only informational messages (echo, timestamp, ...) get errors
-        match pkt.get(ihl) {
+        match ip.payload().first() {
             Some(0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) => {}
             _ => return Err(TooBigError::Suppressed),
         }
@@ -154,30 +146,26 @@ fn build_v4(pkt: &[u8], mtu: u16, me: Ipv4Addr, out: &mut [u8]) -> Result<usize,
     ]);
     out[12..16].copy_from_slice(&me.octets());
     out[16..20].copy_from_slice(&dst.octets());
-    let c = csum_finish(csum_add(0, &out[..20]));
-    out[10..12].copy_from_slice(&c.to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut out[..20]).fill_checksum();
     out[20..28].copy_from_slice(&[3, 4, 0, 0, 0, 0, (mtu >> 8) as u8, mtu as u8]);
     out[28..].copy_from_slice(&pkt[..quote]);
-    let c = csum_finish(csum_add(0, &out[20..]));
+    let c = checksum::of(&out[20..]);
     out[22..24].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
 
 fn build_v6(pkt: &[u8], mtu: u16, me: Ipv6Addr, out: &mut [u8]) -> Result<usize, TooBigError> {
-    if pkt.len() < 40 {
-        return Err(TooBigError::Malformed);
-    }
+    let ip = Ipv6Packet::new_checked(pkt).map_err(|_| TooBigError::Malformed)?;
     if !needs_too_big(pkt, mtu) {
         return Err(TooBigError::NotTooBig);
     }
-    let mut s = [0u8; 16];
-    s.copy_from_slice(&pkt[8..24]);
-    let dst = Ipv6Addr::from(s);
+    // The reply goes to the packet's source.
+    let dst = ip.src_addr();
     if dst.is_unspecified() || dst.is_multicast() || dst.is_loopback() {
         return Err(TooBigError::Suppressed);
     }
     // ICMPv6 errors (type < 128) directly after the fixed header
-    if pkt[6] == 58 && pkt.get(40).is_some_and(|t| *t < 128) {
+    if ip.next_header() == IpProtocol::ICMPV6 && ip.payload().first().is_some_and(|t| *t < 128) {
         return Err(TooBigError::Suppressed);
     }
     let quote = pkt.len().min(V6_MAX_ERROR - 48);
@@ -189,9 +177,8 @@ fn build_v6(pkt: &[u8], mtu: u16, me: Ipv6Addr, out: &mut [u8]) -> Result<usize,
     out[24..40].copy_from_slice(&dst.octets());
     out[40..48].copy_from_slice(&[2, 0, 0, 0, 0, 0, (mtu >> 8) as u8, mtu as u8]);
     out[48..].copy_from_slice(&pkt[..quote]);
-    let mut acc = csum_add(0, &out[8..40]);
-    acc = acc.wrapping_add(plen as u32).wrapping_add(58);
-    let c = csum_finish(csum_add(acc, &out[40..]));
+    let acc = checksum::pseudo_header_v6(me, dst, IpProtocol::ICMPV6, plen);
+    let c = checksum::finish(checksum::add(acc, &out[40..]));
     out[42..44].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
@@ -209,8 +196,7 @@ mod tests {
         p[9] = 1;
         p[12..16].copy_from_slice(&[10, 1, 0, 2]);
         p[16..20].copy_from_slice(&[10, 2, 0, 2]);
-        let c = csum_finish(csum_add(0, &p[..20]));
-        p[10..12].copy_from_slice(&c.to_be_bytes());
+        Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
         p[20] = 8;
         p
     }
@@ -222,8 +208,8 @@ mod tests {
         let n = build_too_big(&p, 1399, Some("10.1.0.1".parse().unwrap()), &mut out).unwrap();
         assert_eq!(n, 576);
         let r = &out[..n];
-        assert_eq!(csum_finish(csum_add(0, &r[..20])), 0, "IP header checksum");
-        assert_eq!(csum_finish(csum_add(0, &r[20..])), 0, "ICMP checksum");
+        assert_eq!(checksum::of(&r[..20]), 0, "IP header checksum");
+        assert_eq!(checksum::of(&r[20..]), 0, "ICMP checksum");
         assert_eq!(&r[12..16], &[10, 1, 0, 1]);
         assert_eq!(&r[16..20], &[10, 1, 0, 2]);
         assert_eq!((r[9], r[20], r[21]), (1, 3, 4));
@@ -232,7 +218,7 @@ mod tests {
         assert_eq!(u16::from_be_bytes([r[2], r[3]]) as usize, n);
         let n = build_too_big(&p, 1399, None, &mut out).unwrap();
         assert_eq!(&out[12..16], &p[16..20]);
-        assert_eq!(csum_finish(csum_add(0, &out[20..n])), 0);
+        assert_eq!(checksum::of(&out[20..n]), 0);
     }
 
     #[test]
@@ -300,9 +286,10 @@ mod tests {
         assert_eq!(n, 1280);
         let r = &out[..n];
         // verify checksum with pseudo-header
-        let mut acc = csum_add(0, &r[8..40]);
-        acc = acc.wrapping_add((n - 40) as u32).wrapping_add(58);
-        assert_eq!(csum_finish(csum_add(acc, &r[40..])), 0);
+        let ip = Ipv6Packet::new_checked(r).unwrap();
+        let acc =
+            checksum::pseudo_header_v6(ip.src_addr(), ip.dst_addr(), IpProtocol::ICMPV6, n - 40);
+        assert_eq!(checksum::finish(checksum::add(acc, &r[40..])), 0);
         assert_eq!(&r[24..40], &p[8..24]);
         assert_eq!((r[6], r[40], r[41]), (58, 2, 0));
         assert_eq!(u32::from_be_bytes([r[44], r[45], r[46], r[47]]), 1380);

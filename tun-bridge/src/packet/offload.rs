@@ -11,22 +11,16 @@
 //!   flow) into one super-packet written with one `write` and a GSO header,
 //!   so the kernel forwards one packet instead of dozens.
 
-use crate::sys::tun::{VnetHdr, VNET_HDR_LEN};
-use crate::sys::{csum_add, csum_finish};
+use ipsec_core::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet};
 
-const TCP: u8 = 6;
-const UDP: u8 = 17;
+use super::vnet::{VnetHdr, VNET_HDR_LEN};
+
+const TCP: IpProtocol = IpProtocol::TCP;
+const UDP: IpProtocol = IpProtocol::UDP;
 const FIN: u8 = 0x01;
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
 const CWR: u8 = 0x80;
-
-fn fold(mut acc: u32) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
 
 fn be16(b: &[u8], i: usize) -> u16 {
     u16::from_be_bytes([b[i], b[i + 1]])
@@ -44,16 +38,9 @@ pub fn complete_csum(pkt: &mut [u8], start: usize, offset: usize) -> bool {
     if start > pkt.len() || field.saturating_add(2) > pkt.len() {
         return false;
     }
-    let c = csum_finish(csum_add(0, &pkt[start..]));
+    let c = checksum::of(&pkt[start..]);
     pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());
     true
-}
-
-fn ipv4_csum(pkt: &mut [u8], ihl: usize) {
-    pkt[10] = 0;
-    pkt[11] = 0;
-    let c = csum_finish(csum_add(0, &pkt[..ihl]));
-    pkt[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Pseudo-header sum (not folded) for a TCP segment of `tcp_len` bytes.
@@ -61,16 +48,16 @@ fn pseudo(pkt: &[u8], v6: bool, tcp_len: usize) -> u32 {
     pseudo_for(pkt, v6, TCP, tcp_len)
 }
 
-/// Pseudo-header sum (not folded) for transport `proto` of `l4_len` bytes.
-fn pseudo_for(pkt: &[u8], v6: bool, proto: u8, l4_len: usize) -> u32 {
-    let acc = if v6 {
-        csum_add(0, &pkt[8..40])
+/// Pseudo-header sum (not folded) for transport `proto` of `l4_len` bytes
+/// behind the IP header at the start of `pkt`.
+fn pseudo_for(pkt: &[u8], v6: bool, proto: IpProtocol, l4_len: usize) -> u32 {
+    if v6 {
+        let ip = Ipv6Packet::new_unchecked(pkt);
+        checksum::pseudo_header_v6(ip.src_addr(), ip.dst_addr(), proto, l4_len)
     } else {
-        csum_add(0, &pkt[12..20])
-    };
-    acc.wrapping_add(u32::from(proto))
-        .wrapping_add((l4_len as u32) >> 16)
-        .wrapping_add(l4_len as u32 & 0xffff)
+        let ip = Ipv4Packet::new_unchecked(pkt);
+        checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), proto, l4_len)
+    }
 }
 
 /// A TCP or UDP super-packet read behind a GSO virtio-net header, ready to
@@ -79,7 +66,7 @@ fn pseudo_for(pkt: &[u8], v6: bool, proto: u8, l4_len: usize) -> u32 {
 pub struct Tso {
     v6: bool,
     /// Transport: TCP or UDP.
-    proto: u8,
+    proto: IpProtocol,
     l3: usize,
     hlen: usize,
     mss: usize,
@@ -100,13 +87,14 @@ impl Tso {
             _ => return None,
         };
         let l3 = if v6 {
-            if pkt.len() < 40 || pkt[6] != proto {
+            if pkt.len() < 40 || Ipv6Packet::new_unchecked(pkt).next_header() != proto {
                 return None;
             }
             40
         } else {
-            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            if ihl < 20 || pkt.len() < ihl || pkt[9] != proto {
+            let ip = Ipv4Packet::new_unchecked(pkt);
+            let ihl = ip.header_len();
+            if ihl < 20 || pkt.len() < ihl || ip.protocol() != proto {
                 return None;
             }
             ihl
@@ -159,18 +147,18 @@ impl Tso {
         if self.v6 {
             out[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
         } else {
-            out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            let id = be16(pkt, 4).wrapping_add(i as u16);
-            out[4..6].copy_from_slice(&id.to_be_bytes());
-            ipv4_csum(out, l3);
+            let mut ip = Ipv4Packet::new_unchecked(&mut *out);
+            ip.set_total_len(len as u16);
+            ip.set_ident(be16(pkt, 4).wrapping_add(i as u16));
+            ip.fill_checksum();
         }
         if self.proto == UDP {
             out[l3 + 4..l3 + 6].copy_from_slice(&((len - l3) as u16).to_be_bytes());
             out[l3 + 6] = 0;
             out[l3 + 7] = 0;
-            let acc = csum_add(pseudo_for(out, self.v6, UDP, len - l3), &out[l3..]);
+            let acc = checksum::add(pseudo_for(out, self.v6, UDP, len - l3), &out[l3..]);
             // 0 means "no checksum" in UDP: send the other zero.
-            let c = match csum_finish(acc) {
+            let c = match checksum::finish(acc) {
                 0 => 0xffff,
                 c => c,
             };
@@ -187,8 +175,8 @@ impl Tso {
         }
         out[l3 + 16] = 0;
         out[l3 + 17] = 0;
-        let acc = csum_add(pseudo(out, self.v6, len - l3), &out[l3..]);
-        let c = csum_finish(acc);
+        let acc = checksum::add(pseudo(out, self.v6, len - l3), &out[l3..]);
+        let c = checksum::finish(acc);
         out[l3 + 16..l3 + 18].copy_from_slice(&c.to_be_bytes());
         Some(len)
     }
@@ -216,7 +204,7 @@ pub struct Gro {
     next_seq: u32,
     closed: bool,
     /// Transport of the held packet (TCP or UDP).
-    proto: u8,
+    proto: IpProtocol,
     /// UDP datagrams may be coalesced (the TUN took `TUN_F_USO4`).
     udp: bool,
 }
@@ -253,13 +241,9 @@ impl Gro {
 
     /// UDP/IPv4, not a fragment, at least one payload byte, length fields
     /// consistent: coalesce it.
-    fn push_udp(&mut self, pkt: &[u8]) -> bool {
-        let l3 = usize::from(pkt[0] & 0x0f) * 4;
-        if l3 < 20
-            || pkt.len() <= l3 + 8
-            || usize::from(be16(pkt, 2)) != pkt.len()
-            || usize::from(be16(pkt, l3 + 4)) != pkt.len() - l3
-        {
+    /// `pkt` is a checked IPv4 packet of `l3` header bytes.
+    fn push_udp(&mut self, pkt: &[u8], l3: usize) -> bool {
+        if pkt.len() <= l3 + 8 || usize::from(be16(pkt, l3 + 4)) != pkt.len() - l3 {
             return false;
         }
         let plen = pkt.len() - l3 - 8;
@@ -314,19 +298,19 @@ impl Gro {
     /// all (a second offer to an empty coalescer also answers `false`:
     /// write it on its own).
     pub fn push(&mut self, pkt: &[u8]) -> bool {
-        // IPv4, not a fragment.
-        if pkt.len() < 28 || pkt[0] >> 4 != 4 || be16(pkt, 6) & 0x3fff != 0 {
+        // IPv4 filling the buffer exactly, not a fragment.
+        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
+            return false;
+        };
+        if usize::from(ip.total_len()) != pkt.len() || ip.more_frags() || ip.frag_offset() != 0 {
             return false;
         }
-        if pkt[9] == UDP && self.udp {
-            return self.push_udp(pkt);
+        let l3 = ip.header_len();
+        if ip.protocol() == UDP && self.udp {
+            return self.push_udp(pkt, l3);
         }
         // TCP.
-        if pkt.len() < 40 || pkt[9] != TCP {
-            return false;
-        }
-        let l3 = usize::from(pkt[0] & 0x0f) * 4;
-        if l3 < 20 || pkt.len() < l3 + 20 || usize::from(be16(pkt, 2)) != pkt.len() {
+        if ip.protocol() != TCP || pkt.len() < l3 + 20 {
             return false;
         }
         let hlen = l3 + usize::from(pkt[l3 + 12] >> 4) * 4;
@@ -402,10 +386,11 @@ impl Gro {
         let mut v = VnetHdr::default();
         if segs > 1 && self.proto == UDP {
             let l3 = self.l3;
-            pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            ipv4_csum(pkt, l3);
+            let mut ip = Ipv4Packet::new_unchecked(&mut *pkt);
+            ip.set_total_len(len as u16);
+            ip.fill_checksum();
             pkt[l3 + 4..l3 + 6].copy_from_slice(&((len - l3) as u16).to_be_bytes());
-            let p = fold(pseudo_for(pkt, false, UDP, len - l3));
+            let p = checksum::fold(pseudo_for(pkt, false, UDP, len - l3));
             pkt[l3 + 6..l3 + 8].copy_from_slice(&p.to_be_bytes());
             v = VnetHdr {
                 flags: VnetHdr::F_NEEDS_CSUM,
@@ -417,9 +402,10 @@ impl Gro {
             };
         } else if segs > 1 {
             let l3 = self.l3;
-            pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            ipv4_csum(pkt, l3);
-            let p = fold(pseudo(pkt, false, len - l3));
+            let mut ip = Ipv4Packet::new_unchecked(&mut *pkt);
+            ip.set_total_len(len as u16);
+            ip.fill_checksum();
+            let p = checksum::fold(pseudo(pkt, false, len - l3));
             pkt[l3 + 16..l3 + 18].copy_from_slice(&p.to_be_bytes());
             v = VnetHdr {
                 flags: VnetHdr::F_NEEDS_CSUM,
@@ -450,10 +436,10 @@ mod tests {
         p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
         p[6] = 0x40;
         p[8] = 64;
-        p[9] = TCP;
+        p[9] = TCP.0;
         p[12..16].copy_from_slice(&[10, 1, 0, 2]);
         p[16..20].copy_from_slice(&[10, 2, 0, 2]);
-        ipv4_csum(&mut p, 20);
+        Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
         p[20..22].copy_from_slice(&40000u16.to_be_bytes());
         p[22..24].copy_from_slice(&5201u16.to_be_bytes());
         p[24..28].copy_from_slice(&seq.to_be_bytes());
@@ -463,7 +449,7 @@ mod tests {
         p[34..36].copy_from_slice(&500u16.to_be_bytes());
         p[40..40 + opts.len()].copy_from_slice(opts);
         p[20 + thl..].copy_from_slice(payload);
-        let c = csum_finish(csum_add(pseudo(&p, false, len - 20), &p[20..]));
+        let c = checksum::finish(checksum::add(pseudo(&p, false, len - 20), &p[20..]));
         p[36..38].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -476,22 +462,28 @@ mod tests {
         p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
         p[4..6].copy_from_slice(&id.to_be_bytes());
         p[8] = 64;
-        p[9] = UDP;
+        p[9] = UDP.0;
         p[12..16].copy_from_slice(&[10, 1, 0, 2]);
         p[16..20].copy_from_slice(&[10, 2, 0, 2]);
-        ipv4_csum(&mut p, 20);
+        Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
         p[20..22].copy_from_slice(&40000u16.to_be_bytes());
         p[22..24].copy_from_slice(&5201u16.to_be_bytes());
         p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
         p[28..].copy_from_slice(payload);
-        let c = csum_finish(csum_add(pseudo_for(&p, false, UDP, len - 20), &p[20..]));
+        let c = checksum::finish(checksum::add(
+            pseudo_for(&p, false, UDP, len - 20),
+            &p[20..],
+        ));
         p[26..28].copy_from_slice(&c.to_be_bytes());
         p
     }
 
     fn udp_valid(p: &[u8]) -> bool {
-        csum_finish(csum_add(0, &p[..20])) == 0
-            && csum_finish(csum_add(pseudo_for(p, false, UDP, p.len() - 20), &p[20..])) == 0
+        checksum::of(&p[..20]) == 0
+            && checksum::finish(checksum::add(
+                pseudo_for(p, false, UDP, p.len() - 20),
+                &p[20..],
+            )) == 0
     }
 
     /// UDP GRO towards the TUN and USO segmentation from it are inverses:
@@ -548,8 +540,8 @@ mod tests {
 
     fn valid(p: &[u8]) -> bool {
         let l3 = usize::from(p[0] & 0x0f) * 4;
-        csum_finish(csum_add(0, &p[..l3])) == 0
-            && csum_finish(csum_add(pseudo(p, false, p.len() - l3), &p[l3..])) == 0
+        checksum::of(&p[..l3]) == 0
+            && checksum::finish(checksum::add(pseudo(p, false, p.len() - l3), &p[l3..])) == 0
     }
 
     #[test]
@@ -559,7 +551,7 @@ mod tests {
         let mut sup = tcp4(1000, ACK | PSH, &payload, &opts);
         // as the kernel hands it over: partial checksum, big length
         let l3 = 20;
-        let p = fold(pseudo(&sup, false, sup.len() - l3));
+        let p = checksum::fold(pseudo(&sup, false, sup.len() - l3));
         sup[36..38].copy_from_slice(&p.to_be_bytes());
         let hdr = VnetHdr {
             flags: VnetHdr::F_NEEDS_CSUM,
@@ -638,7 +630,7 @@ mod tests {
     fn partial_checksum_completion() {
         let mut p = tcp4(9, ACK, &[5; 33], &[]);
         let want = p.clone();
-        let f = fold(pseudo(&p, false, p.len() - 20));
+        let f = checksum::fold(pseudo(&p, false, p.len() - 20));
         p[36..38].copy_from_slice(&f.to_be_bytes());
         assert!(complete_csum(&mut p, 20, 16));
         assert_eq!(p, want);

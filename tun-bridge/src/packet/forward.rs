@@ -1,15 +1,18 @@
-//! The per-packet path, free of IO and allocation: functions that take a
-//! caller-owned [`PacketBuf`] and a shared `&DataPath`, so a later
-//! multi-queue/multi-core loop can call them from several threads.
+//! The per-packet path between a TUN device and ESP, free of IO and
+//! allocation: functions that take a caller-owned [`PacketBuf`] and a
+//! shared `&DataPath`, so a later multi-queue/multi-core loop can call them
+//! from several threads. Outbound: MSS clamp, "too big" check, ESP
+//! encapsulation; inbound: ESP decapsulation, MSS clamp; plus the RFC 3948
+//! classification of UDP/4500 datagrams.
 
 use std::time::Instant;
 
 use ipsec_core::buf::PacketBuf;
 use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
-use ipsec_core::wire::{classify_udp_4500, UdpDatagram};
+use ipsec_core::wire::{classify_udp_4500, EspPacket, UdpDatagram};
 
-use crate::sys::icmp::{build_too_big, needs_too_big};
-use crate::sys::mss::{clamp_mss, TunnelMtu};
+use super::icmp::{build_too_big, needs_too_big};
+use super::mss::{clamp_mss, TunnelMtu};
 
 pub use ipsec_core::buf::{RECOMMENDED_HEADROOM as HEADROOM, RECOMMENDED_TAILROOM as TAILROOM};
 
@@ -106,10 +109,10 @@ pub fn classify_4500(payload: &[u8]) -> Udp4500 {
     }
 }
 
-/// The SPI of an ESP packet (first four bytes).
+/// The SPI of an ESP packet; `None` if it is shorter than the ESP header
+/// (SPI and sequence number, 8 bytes).
 pub fn esp_spi(esp: &[u8]) -> Option<u32> {
-    esp.get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    EspPacket::new_checked(esp).ok().map(|p| p.spi())
 }
 
 #[cfg(test)]
@@ -131,14 +134,7 @@ mod tests {
         p[9] = 1;
         p[12..16].copy_from_slice(&src);
         p[16..20].copy_from_slice(&dst);
-        let mut acc = 0u32;
-        for c in p[..20].chunks(2) {
-            acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        while acc >> 16 != 0 {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        p[10..12].copy_from_slice(&(!(acc as u16)).to_be_bytes());
+        ipsec_core::wire::Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
         p[20] = 8;
         p
     }
@@ -232,5 +228,7 @@ mod tests {
         assert_eq!(classify_4500(&[0, 0, 0, 0, 1, 2]), Udp4500::Ike);
         assert_eq!(classify_4500(&[1, 2]), Udp4500::Junk);
         assert_eq!(classify_4500(&[0, 0, 1, 0, 0, 0, 0, 1]), Udp4500::Esp(256));
+        assert_eq!(esp_spi(&[0, 0, 1, 0, 0, 0, 0, 1, 9]), Some(256));
+        assert_eq!(esp_spi(&[0, 0, 1, 0, 0, 0, 0]), None);
     }
 }
