@@ -6,6 +6,7 @@ use ike_lite::message::{ExchangeType, NotifyType, Payload};
 use ike_lite::{AuthFailure, DownReason, Event};
 use ipsec_core::crypto::{EncrId, IntegId, Suite};
 use net::*;
+use std::str::FromStr;
 use std::time::Duration;
 
 fn establish(ike: &str, esp: &str, who: Side) -> Net {
@@ -173,8 +174,8 @@ fn no_common_esp_proposal_keeps_ike_sa() {
 #[test]
 fn ts_unacceptable() {
     let (mut a, mut b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
-    a.local_ts = vec![ike_lite::ts::TrafficSelector::parse("10.1.0.0/16").unwrap()];
-    b.remote_ts = vec![ike_lite::ts::TrafficSelector::parse("10.2.0.0/16").unwrap()];
+    a.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.1.0.0/16").unwrap()];
+    b.remote_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.2.0.0/16").unwrap()];
     let mut net = Net::new(a, b);
     net.initiate(Side::A);
     assert_eq!(ike_up(&net.events_a), 1);
@@ -192,19 +193,19 @@ fn ts_unacceptable() {
 fn ts_narrowing() {
     let (mut a, mut b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
     // A proposes everything; B only allows 10.1.2.0/24 <-> 10.9.0.0/16.
-    b.remote_ts = vec![ike_lite::ts::TrafficSelector::parse("10.1.2.0/24").unwrap()];
-    b.local_ts = vec![ike_lite::ts::TrafficSelector::parse("10.9.0.0/16").unwrap()];
-    a.local_ts = vec![ike_lite::ts::TrafficSelector::parse("10.1.0.0/16").unwrap()];
+    b.remote_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.1.2.0/24").unwrap()];
+    b.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.9.0.0/16").unwrap()];
+    a.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.1.0.0/16").unwrap()];
     let mut net = Net::new(a, b);
     net.initiate(Side::A);
     let ca = &children(&net.events_a)[0];
     assert_eq!(
         ca.ts_local,
-        vec![ike_lite::ts::TrafficSelector::parse("10.1.2.0/24").unwrap()]
+        vec![ike_lite::ts::TrafficSelector::from_str("10.1.2.0/24").unwrap()]
     );
     assert_eq!(
         ca.ts_remote,
-        vec![ike_lite::ts::TrafficSelector::parse("10.9.0.0/16").unwrap()]
+        vec![ike_lite::ts::TrafficSelector::from_str("10.9.0.0/16").unwrap()]
     );
     assert_mirrored(ca, &children(&net.events_b)[0]);
 }
@@ -334,7 +335,7 @@ fn fragmented_ike_auth_is_reassembled() {
     let (mut a, mut b) = pair("aes256-sha256-modp2048", "aes256-sha256");
     // Many selectors make IKE_AUTH big.
     let many: Vec<_> = (0..40)
-        .map(|i| ike_lite::ts::TrafficSelector::parse(&format!("10.{i}.0.0/16")).unwrap())
+        .map(|i| ike_lite::ts::TrafficSelector::from_str(&format!("10.{i}.0.0/16")).unwrap())
         .collect();
     a.local_ts = many.clone();
     b.remote_ts = many;
@@ -459,14 +460,14 @@ fn ipv6_peers_and_selectors() {
     let mut b = peer("[2001:db8::2]:500", "[2001:db8::1]:500", "b6", "k6-secret");
     a.local_id = ike_lite::Identity::Ipv6("2001:db8::1".parse().unwrap());
     b.remote_id = Some(ike_lite::Identity::Ipv6("2001:db8::1".parse().unwrap()));
-    a.local_ts = vec![ike_lite::ts::TrafficSelector::parse("2001:db8:a::/48").unwrap()];
+    a.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("2001:db8:a::/48").unwrap()];
     b.remote_ts = vec![ike_lite::ts::TrafficSelector::any_v6()];
     let mut net = Net::new(a, b);
     net.initiate(Side::A);
     let ca = &children(&net.events_a)[0];
     assert_eq!(
         ca.ts_local,
-        vec![ike_lite::ts::TrafficSelector::parse("2001:db8:a::/48").unwrap()]
+        vec![ike_lite::ts::TrafficSelector::from_str("2001:db8:a::/48").unwrap()]
     );
     assert_eq!(ca.ts_remote, vec![ike_lite::ts::TrafficSelector::any_v6()]);
     assert_mirrored(ca, &children(&net.events_b)[0]);

@@ -15,6 +15,7 @@
 use core::fmt;
 
 use ipsec_core::crypto::{Cipher, CryptoError, Suite};
+pub use ipsec_core::secret::SecretBytes;
 use zeroize::Zeroizing;
 
 use super::prf::{prf_parts, prf_plus_parts, PrfError, PrfId};
@@ -51,51 +52,6 @@ impl fmt::Display for KeyError {
 }
 
 impl std::error::Error for KeyError {}
-
-/// A secret byte string: zeroized on drop, redacted in Debug.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretBytes(Zeroizing<Vec<u8>>);
-
-impl SecretBytes {
-    /// Wraps `bytes`.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        SecretBytes(Zeroizing::new(bytes))
-    }
-
-    /// The secret bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Number of bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the secret is empty (e.g. SK_a for AES-GCM).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl core::ops::Deref for SecretBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl AsRef<[u8]> for SecretBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{} bytes redacted>", self.0.len())
-    }
-}
 
 /// Splits key material into consecutive pieces.
 struct Splitter<'a> {

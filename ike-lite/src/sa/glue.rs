@@ -1,8 +1,8 @@
 //! The only place that calls into `crate::crypto`: key derivation, AUTH,
 //! SK sealing and randomness, adapted to what the state machine needs.
 
+use crate::child::KeyMaterial;
 use crate::crypto::{self, DhGroup, KeyExchange, PrfId, SecretBytes};
-use crate::endpoint::KeyMaterial;
 use crate::proposal::IkeChoice;
 use ipsec_core::crypto::{Cipher, Suite};
 use std::net::SocketAddr;
@@ -108,7 +108,7 @@ pub(crate) fn child_keys(
     suite: Suite,
 ) -> Option<(KeyMaterial, KeyMaterial)> {
     let k = crypto::child_keymat(keys.prf, &keys.sk_d, g_ir, ni, nr, suite).ok()?;
-    let conv = |d: &crypto::DirKeys| KeyMaterial::new(d.enc.to_vec(), d.integ.to_vec());
+    let conv = |d: &crypto::DirKeys| KeyMaterial::new(d.enc.clone(), d.integ.clone());
     Some((conv(&k.i_to_r), conv(&k.r_to_i)))
 }
 

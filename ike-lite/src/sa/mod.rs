@@ -6,11 +6,12 @@ mod glue;
 
 pub(crate) use glue::fill as fill_random;
 
-use crate::config::{Identity, PeerConfig};
+use crate::child::{ChildSa, KeyMaterial};
+use crate::config::{Config, Identity, PeerConfig};
 use crate::crypto::{DhGroup, KeyExchange};
-use crate::endpoint::{
-    ApiError, AuthFailure, ChildDeleteReason, ChildSa, ConnId, DatagramError, DownReason, Event,
-    IkeSaSecrets, IkeSaStats, KeyMaterial, Out, Transmit,
+use crate::events::{
+    ApiError, AuthFailure, ChildDeleteReason, ConnId, DatagramError, DownReason, Event,
+    IkeSaSecrets, IkeSaStats, Transmit,
 };
 use crate::message::{
     find_error_notify, find_notify, parse_payloads, AuthMethod, Delete, ExchangeType, Flags,
@@ -23,6 +24,13 @@ use glue::Keys;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// Output queues shared by all SAs during one call.
+pub(crate) struct Out<'a> {
+    pub config: &'a Config,
+    pub transmits: &'a mut VecDeque<Transmit>,
+    pub events: &'a mut VecDeque<Event>,
+}
 
 /// Work that needs the request window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,12 +17,10 @@ use ipsec_core::datapath::{
     DataPath, DataPathConfig, Direction, Event as DpEvent, InboundAction, OutboundAction,
 };
 use ipsec_core::sa::{
-    DropReason, Expiry, Lifetime, Limits, OutboundSa, SaParams, SecretKey, TunnelEndpoints,
-    UdpEncap,
+    DropReason, Expiry, Lifetime, Limits, OutboundSa, SaParams, TunnelEndpoints, UdpEncap,
 };
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
-use ipsec_core::wire::IpProtocol;
 use tracing::{debug, info, warn};
 
 use super::failover::{Failback, Group};
@@ -306,43 +304,17 @@ pub struct StartOptions {
     pub keylog: Option<KeyLog>,
 }
 
-fn ts_to_core(t: &ike_lite::ts::TrafficSelector) -> Option<TrafficSelector> {
-    let mut s = TrafficSelector::range(t.start, t.end).ok()?;
-    if t.ip_proto != 0 {
-        s = s.with_protocol(IpProtocol(t.ip_proto));
-    }
-    Some(s.with_ports(t.start_port, t.end_port))
-}
-
 fn net_ts(n: &crate::config::values::IpNet) -> Result<TrafficSelector, Error> {
     TrafficSelector::from_prefix(n.addr, n.prefix).map_err(|e| format!("{n}: {e:?}").into())
 }
 
 fn sa_params(c: &ChildSa, inbound: bool) -> Result<SaParams, String> {
-    let key = if inbound { &c.key_in } else { &c.key_out };
-    let (enc, integ) = (key.enc_key(), key.integ_key());
-    let want = c.suite.enc_key_len().map_err(|e| e.to_string())?;
-    if enc.len() != want || integ.len() != c.suite.integ_key_len() {
-        return Err(format!(
-            "key material of {}+{} bytes does not fit {}",
-            enc.len(),
-            integ.len(),
-            c.suite.name()
-        ));
-    }
-    let tunnel = TunnelEndpoints {
-        local: c.local.ip(),
-        remote: c.remote.ip(),
+    let direction = if inbound {
+        Direction::Inbound
+    } else {
+        Direction::Outbound
     };
-    let mut p = SaParams::new(
-        if inbound { c.spi_in } else { c.spi_out },
-        c.suite,
-        SecretKey::from_slice(enc),
-        SecretKey::from_slice(integ),
-        tunnel,
-    );
-    p.esn = c.esn;
-    p.replay_window = c.replay_window.clamp(32, 4096);
+    let mut p = c.sa_params(direction).map_err(|e| e.to_string())?;
     p.lifetime = Lifetime {
         soft: Limits {
             packets: (!c.esn).then_some(SOFT_PACKETS_32),
@@ -353,24 +325,6 @@ fn sa_params(c: &ChildSa, inbound: bool) -> Result<SaParams, String> {
             ..Limits::default()
         },
     };
-    let local_ts: Vec<_> = c.ts_local.iter().filter_map(ts_to_core).collect();
-    let remote_ts: Vec<_> = c.ts_remote.iter().filter_map(ts_to_core).collect();
-    if local_ts.is_empty() || remote_ts.is_empty() {
-        return Err("no usable traffic selectors".into());
-    }
-    p.local_ts = local_ts;
-    p.remote_ts = remote_ts;
-    if c.udp_encap {
-        let rp = if c.remote.port() == 500 {
-            NATT_PORT
-        } else {
-            c.remote.port()
-        };
-        p.udp_encap = Some(UdpEncap {
-            local_port: NATT_PORT,
-            remote_port: rp,
-        });
-    }
     Ok(p)
 }
 

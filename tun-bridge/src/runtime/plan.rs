@@ -194,7 +194,7 @@ fn selectors(nets: &[IpNet], fallback: IpAddr) -> Result<Vec<IkeTs>, String> {
         return Ok(vec![IkeTs::host(fallback)]);
     }
     nets.iter()
-        .map(|n| IkeTs::subnet(n.addr, n.prefix).map_err(|e| format!("{n}: {e:?}")))
+        .map(|n| IkeTs::from_prefix(n.addr, n.prefix).map_err(|e| format!("{n}: {e:?}")))
         .collect()
 }
 
