@@ -2,7 +2,7 @@
 //! [`KeyMaterial`]) and its one conversion into [`ipsec_core`]'s
 //! [`SaParams`] ([`ChildSa::sa_params`]).
 
-use crate::events::ConnId;
+use crate::config::ConnId;
 use crate::ts::TrafficSelector;
 use core::fmt;
 use ipsec_core::crypto::Suite;

@@ -6,33 +6,64 @@
 //! expiries ([`Endpoint::handle_timeout`]) in, each with the current
 //! `Instant`, and drains [`Endpoint::poll_transmit`],
 //! [`Endpoint::poll_event`] and [`Endpoint::poll_timeout`].
+//!
+//! It owns the SA tables (by id, by our SPI, half-open by the initiator's
+//! SPI and address) and applies what each SA call returns (new SAs from an
+//! IKE rekey, INITIAL_CONTACT, removal). Randomness comes from one RNG,
+//! the operating system's unless [`Endpoint::with_rng`] injects another.
 
-use crate::config::{Config, PeerConfig};
+use crate::config::{Config, ConnId, PeerConfig};
 use crate::events::{
-    ApiError, ConnId, DatagramError, DownReason, Event, IkeSaSecrets, IkeSaStats, Transmit,
+    ApiError, DatagramError, DownReason, Event, IkeSaSecrets, IkeSaStats, Transmit,
 };
-use crate::message::{Header, ParseError, HEADER_LEN};
+use crate::message::{ExchangeType, Header, ParseError, HEADER_LEN};
 use crate::proposal::IkeChoice;
-use crate::sa::{self, IkeSa, Out};
+use crate::sa::{self, CookiePolicy, Ctx, Datagram, IkeSa, Outcome, Status, Task};
 use core::fmt;
+use rand_core::CryptoRngCore;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 use zeroize::Zeroizing;
 
+/// What every SA call borrows: the configuration, the RNG and the output
+/// queues.
+struct Shared {
+    config: Config,
+    rng: Box<dyn CryptoRngCore + Send>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Shared {
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            config: &self.config,
+            rng: &mut *self.rng,
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+        }
+    }
+}
+
+/// One IKE SA and the endpoint's bookkeeping for it.
+struct Slot {
+    sa: IkeSa,
+    /// Its key in the half-open table, while it is half-open.
+    half_open: Option<(u64, SocketAddr)>,
+}
+
 /// A sans-IO IKEv2 endpoint serving many IKE SAs.
 pub struct Endpoint {
-    config: Config,
+    shared: Shared,
     peers: Vec<PeerConfig>,
     /// Boxed: a BTreeMap node holds 11 entries inline, mostly half empty.
-    sas: BTreeMap<u64, Box<IkeSa>>,
+    sas: BTreeMap<u64, Box<Slot>>,
     /// Our SPI -> SA id.
     by_spi: HashMap<u64, u64>,
     /// (initiator SPI, peer address) -> SA id for half-open responder SAs.
     half_open: HashMap<(u64, SocketAddr), u64>,
     next_id: u64,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
     cookie_secret: Zeroizing<[u8; 32]>,
 }
 
@@ -46,19 +77,30 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Creates an endpoint.
+    /// Creates an endpoint that takes its randomness (SPIs, nonces,
+    /// Diffie-Hellman private keys, the cookie secret) from the operating
+    /// system.
     pub fn new(config: Config) -> Self {
+        Endpoint::with_rng(config, Box::new(rand_core::OsRng))
+    }
+
+    /// Creates an endpoint that takes its randomness from `rng`. With a
+    /// seeded RNG (and the same calls) it sends the same bytes every run.
+    pub fn with_rng(config: Config, mut rng: Box<dyn CryptoRngCore + Send>) -> Self {
         let mut secret = Zeroizing::new([0u8; 32]);
-        crate::sa::fill_random(&mut secret[..]);
+        rng.fill_bytes(&mut secret[..]);
         Endpoint {
-            config,
+            shared: Shared {
+                config,
+                rng,
+                transmits: VecDeque::new(),
+                events: VecDeque::new(),
+            },
             peers: Vec::new(),
             sas: BTreeMap::new(),
             by_spi: HashMap::new(),
             half_open: HashMap::new(),
             next_id: 1,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
             cookie_secret: secret,
         }
     }
@@ -77,17 +119,21 @@ impl Endpoint {
     /// Starts IKE_SA_INIT for `conn`.
     pub fn initiate(&mut self, now: Instant, conn: ConnId) -> Result<(), ApiError> {
         let peer = self.peers.get(conn.0).ok_or(ApiError::UnknownConn)?;
+        let sa = IkeSa::initiate(now, conn, peer, &mut self.shared.ctx())?;
+        self.insert(sa, None);
+        Ok(())
+    }
+
+    /// Registers a new SA; returns its id.
+    fn insert(&mut self, sa: IkeSa, half_open: Option<(u64, SocketAddr)>) -> u64 {
         let id = self.next_id;
-        let mut out = Out {
-            config: &self.config,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
-        let sa = IkeSa::initiate(now, conn, peer, &mut out)?;
         self.next_id += 1;
         self.by_spi.insert(sa.our_spi(), id);
-        self.sas.insert(id, Box::new(sa));
-        Ok(())
+        if let Some(k) = half_open {
+            self.half_open.insert(k, id);
+        }
+        self.sas.insert(id, Box::new(Slot { sa, half_open }));
+        id
     }
 
     fn established(&self, conn: ConnId) -> Result<u64, ApiError> {
@@ -96,56 +142,60 @@ impl Endpoint {
         }
         self.sas
             .iter()
-            .find(|(_, s)| s.conn == conn && s.is_established())
+            .find(|(_, s)| s.sa.conn == conn && s.sa.is_established())
             .map(|(id, _)| *id)
             .ok_or(ApiError::NotEstablished)
     }
 
-    fn with_sa<R>(
+    /// The established SA of `conn`.
+    fn established_sa(&self, conn: ConnId) -> Option<&IkeSa> {
+        let id = self.established(conn).ok()?;
+        self.sas.get(&id).map(|s| &s.sa)
+    }
+
+    /// Runs `f` on SA `id` (`None` when there is no such SA). The caller
+    /// applies the [`Outcome`] that `f` returns.
+    fn call<R>(
         &mut self,
         id: u64,
-        f: impl FnOnce(&mut IkeSa, &[PeerConfig], &mut Out<'_>) -> R,
-    ) -> R {
-        let mut out = Out {
-            config: &self.config,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
-        };
-        let sa = self.sas.get_mut(&id).expect("SA id from lookup");
-        let r = f(sa, &self.peers, &mut out);
-        self.after(id);
-        r
+        f: impl FnOnce(&mut IkeSa, &[PeerConfig], &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let slot = self.sas.get_mut(&id)?;
+        Some(f(&mut slot.sa, &self.peers, &mut self.shared.ctx()))
+    }
+
+    /// Starts `task` on the established SA of `conn`.
+    fn request(&mut self, now: Instant, conn: ConnId, task: Task) -> Result<(), ApiError> {
+        let id = self.established(conn)?;
+        let outcome = self
+            .call(id, |sa, peers, cx| {
+                sa.request(now, task, &peers[sa.conn.0], cx)
+            })
+            .ok_or(ApiError::NotEstablished)?;
+        self.apply(id, outcome);
+        Ok(())
     }
 
     /// Starts rekeying the Child SA with inbound SPI `spi_in`.
     pub fn rekey_child(&mut self, now: Instant, conn: ConnId, spi_in: u32) -> Result<(), ApiError> {
         let id = self.established(conn)?;
-        self.with_sa(id, |sa, peers, out| {
-            sa.queue_rekey_child(now, spi_in, &peers[sa.conn.0], out)
-        })
+        let outcome = self
+            .call(id, |sa, peers, cx| {
+                sa.queue_rekey_child(now, spi_in, &peers[sa.conn.0], cx)
+            })
+            .ok_or(ApiError::NotEstablished)??;
+        self.apply(id, outcome);
+        Ok(())
     }
 
     /// Starts rekeying the IKE SA of `conn`.
     pub fn rekey_ike(&mut self, now: Instant, conn: ConnId) -> Result<(), ApiError> {
-        let id = self.established(conn)?;
-        self.with_sa(id, |sa, peers, out| {
-            sa.queue(now, sa::Task::RekeyIke, &peers[sa.conn.0], out);
-            Ok(())
-        })
+        self.request(now, conn, Task::RekeyIke)
     }
 
     /// Deletes the IKE SA of `conn` (and with it every Child SA).
     pub fn delete(&mut self, now: Instant, conn: ConnId) -> Result<(), ApiError> {
-        let id = self.established(conn)?;
-        self.with_sa(id, |sa, peers, out| {
-            sa.queue(
-                now,
-                sa::Task::DeleteIke(DownReason::LocalDelete),
-                &peers[sa.conn.0],
-                out,
-            );
-            Ok(())
-        })
+        self.request(now, conn, Task::DeleteIke(DownReason::LocalDelete))
     }
 
     /// Deletes one Child SA of `conn`.
@@ -156,70 +206,64 @@ impl Endpoint {
         spi_in: u32,
     ) -> Result<(), ApiError> {
         let id = self.established(conn)?;
-        self.with_sa(id, |sa, peers, out| {
-            sa.queue_delete_child(now, spi_in, &peers[sa.conn.0], out)
-        })
+        let outcome = self
+            .call(id, |sa, peers, cx| {
+                sa.queue_delete_child(now, spi_in, &peers[sa.conn.0], cx)
+            })
+            .ok_or(ApiError::NotEstablished)??;
+        self.apply(id, outcome);
+        Ok(())
     }
 
     /// Sends a liveness check (empty INFORMATIONAL) now.
     pub fn check_liveness(&mut self, now: Instant, conn: ConnId) -> Result<(), ApiError> {
-        let id = self.established(conn)?;
-        self.with_sa(id, |sa, peers, out| {
-            sa.queue(now, sa::Task::Dpd, &peers[sa.conn.0], out);
-            Ok(())
-        })
+        self.request(now, conn, Task::Dpd)
     }
 
     /// Counters of the established IKE SA of `conn`.
     pub fn stats(&self, conn: ConnId) -> Option<IkeSaStats> {
-        let id = self.established(conn).ok()?;
-        self.sas.get(&id).map(|s| s.stats)
+        self.established_sa(conn).map(IkeSa::stats)
     }
 
     /// (inbound, outbound) SPIs of the Child SAs of `conn`'s established IKE SA.
     pub fn child_sas(&self, conn: ConnId) -> Vec<(u32, u32)> {
-        match self.established(conn) {
-            Ok(id) => self.sas[&id].child_spis(),
-            Err(_) => Vec::new(),
-        }
+        self.established_sa(conn)
+            .map(IkeSa::child_spis)
+            .unwrap_or_default()
     }
 
     /// SPIs (initiator, responder) of `conn`'s established IKE SA.
     pub fn ike_spis(&self, conn: ConnId) -> Option<(u64, u64)> {
-        let id = self.established(conn).ok()?;
-        self.sas.get(&id).map(|s| (s.spi_i, s.spi_r))
+        self.established_sa(conn).map(|s| (s.spi_i, s.spi_r))
     }
 
     /// The negotiated algorithms of `conn`'s established IKE SA.
     pub fn ike_algorithms(&self, conn: ConnId) -> Option<IkeChoice> {
-        let id = self.established(conn).ok()?;
-        self.sas.get(&id).and_then(|s| s.algorithms())
+        self.established_sa(conn).and_then(IkeSa::algorithms)
     }
 
     /// The secrets of `conn`'s established IKE SA; `None` unless
     /// [`Config::export_ike_keys`] is set.
     pub fn ike_sa_secrets(&self, conn: ConnId) -> Option<IkeSaSecrets> {
-        if !self.config.export_ike_keys {
+        if !self.shared.config.export_ike_keys {
             return None;
         }
-        let id = self.established(conn).ok()?;
-        self.sas.get(&id).and_then(|s| s.secrets())
+        self.established_sa(conn).and_then(IkeSa::secrets)
     }
 
     /// When `conn`'s established IKE SA will start its rekey (the time
     /// chosen with fuzz when it was established); `None` when no rekey is
     /// scheduled (one is running, or the SA is not established).
     pub fn ike_rekey_at(&self, conn: ConnId) -> Option<Instant> {
-        let id = self.established(conn).ok()?;
-        self.sas.get(&id).and_then(|s| s.rekey_at())
+        self.established_sa(conn).and_then(IkeSa::rekey_at)
     }
 
     /// When the Child SA with inbound SPI `spi_in` will be rekeyed (chosen
     /// with fuzz when it was installed); `None` when unknown, replaced, or
     /// its rekey is already running.
     pub fn child_rekey_at(&self, conn: ConnId, spi_in: u32) -> Option<Instant> {
-        let id = self.established(conn).ok()?;
-        self.sas.get(&id).and_then(|s| s.child_rekey_at(spi_in))
+        self.established_sa(conn)
+            .and_then(|s| s.child_rekey_at(spi_in))
     }
 
     /// Number of IKE SAs held (any state).
@@ -237,7 +281,7 @@ impl Endpoint {
         remote: SocketAddr,
         data: &[u8],
     ) -> Result<(), DatagramError> {
-        let natt = local.port() == self.config.natt_port;
+        let natt = local.port() == self.shared.config.natt_port;
         let msg = if natt {
             match data {
                 [0, 0, 0, 0, rest @ ..] => rest,
@@ -254,7 +298,7 @@ impl Endpoint {
             Err(ParseError::UnsupportedMajorVersion(_)) => {
                 let h = Header::parse_unchecked(msg).map_err(DatagramError::Parse)?;
                 if !h.is_response() {
-                    sa::answer_invalid_major(&h, local, remote, natt, &mut self.transmits);
+                    sa::answer_invalid_major(&h, local, remote, natt, &mut self.shared.transmits);
                 }
                 return Err(DatagramError::Parse(ParseError::UnsupportedMajorVersion(
                     h.major,
@@ -262,145 +306,99 @@ impl Endpoint {
             }
             Err(e) => return Err(DatagramError::Parse(e)),
         };
+        let d = Datagram {
+            local,
+            remote,
+            natt,
+            header: &header,
+            bytes: msg,
+        };
+        if header.exchange == ExchangeType::IKE_SA_INIT
+            && !header.is_response()
+            && header.spi_r == 0
+        {
+            return self.handle_init_request(now, &d);
+        }
         // Our SPI is the responder SPI when the sender is the original initiator.
         let ours = if header.is_initiator() {
             header.spi_r
         } else {
             header.spi_i
         };
-        let result = if header.exchange == crate::message::ExchangeType::IKE_SA_INIT
-            && !header.is_response()
-            && header.spi_r == 0
-        {
-            self.handle_init_request(now, local, remote, natt, &header, msg)
-        } else {
-            let id = *self.by_spi.get(&ours).ok_or(DatagramError::UnknownSpi)?;
-            let mut out = Out {
-                config: &self.config,
-                transmits: &mut self.transmits,
-                events: &mut self.events,
-            };
-            let sa = self.sas.get_mut(&id).expect("by_spi points to live SA");
-            let r = sa.handle(
-                now,
-                local,
-                remote,
-                natt,
-                &header,
-                msg,
-                &self.peers,
-                &mut out,
-            );
-            self.after(id);
-            r
-        };
-        result
+        let id = *self.by_spi.get(&ours).ok_or(DatagramError::UnknownSpi)?;
+        let handled = self
+            .call(id, |sa, peers, cx| sa.handle(now, &d, peers, cx))
+            .ok_or(DatagramError::UnknownSpi)?;
+        self.apply(id, handled.outcome);
+        handled.result
     }
 
-    fn handle_init_request(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        natt: bool,
-        header: &Header,
-        msg: &[u8],
-    ) -> Result<(), DatagramError> {
-        if let Some(id) = self.half_open.get(&(header.spi_i, remote)).copied() {
-            let mut out = Out {
-                config: &self.config,
-                transmits: &mut self.transmits,
-                events: &mut self.events,
-            };
-            let sa = self.sas.get_mut(&id).expect("half-open SA exists");
-            return sa.resend_init_response(msg, &mut out);
+    fn handle_init_request(&mut self, now: Instant, d: &Datagram<'_>) -> Result<(), DatagramError> {
+        let key = (d.header.spi_i, d.remote);
+        if let Some(id) = self.half_open.get(&key).copied() {
+            let handled = self
+                .call(id, |sa, _, cx| sa.resend_init_response(d.bytes, cx))
+                .ok_or(DatagramError::Unexpected)?;
+            self.apply(id, handled.outcome);
+            return handled.result;
         }
-        let half_open = self.half_open.len();
-        let mut out = Out {
-            config: &self.config,
-            transmits: &mut self.transmits,
-            events: &mut self.events,
+        let cookies = CookiePolicy {
+            required: self.half_open.len() >= self.shared.config.cookie_threshold,
+            secret: &self.cookie_secret[..],
         };
-        let sa = IkeSa::respond_init(
-            now,
-            local,
-            remote,
-            natt,
-            header,
-            msg,
-            &self.peers,
-            half_open >= self.config.cookie_threshold,
-            &self.cookie_secret[..],
-            &mut out,
-        )?;
-        let id = self.next_id;
-        self.next_id += 1;
-        self.by_spi.insert(sa.our_spi(), id);
-        self.half_open.insert((header.spi_i, remote), id);
-        self.sas.insert(id, Box::new(sa));
+        let sa = IkeSa::respond_init(now, d, &self.peers, &cookies, &mut self.shared.ctx())?;
+        self.insert(sa, Some(key));
         Ok(())
     }
 
-    /// Bookkeeping after an SA was touched: spawned SAs, removal, half-open.
-    fn after(&mut self, id: u64) {
-        let Some(sa) = self.sas.get_mut(&id) else {
-            return;
-        };
-        let spawned = std::mem::take(&mut sa.spawned);
-        if std::mem::take(&mut sa.initial_contact) {
+    /// Applies what a call on SA `id` returned: INITIAL_CONTACT drops the
+    /// peer's older SAs, a closed SA is removed, one that is no longer
+    /// half-open leaves that table, spawned SAs are registered.
+    fn apply(&mut self, id: u64, outcome: Outcome) {
+        let Outcome {
+            spawned,
+            initial_contact,
+            status,
+        } = outcome;
+        if let Some(who) = initial_contact {
             // RFC 7296 §2.4: only the SAs of the same authenticated identity
             // are stale; other peers served by the same connection stay.
-            let conn = sa.conn;
-            let who = sa.peer_identity.clone();
+            let conn = self.sas.get(&id).map(|s| s.sa.conn);
             let stale: Vec<u64> = self
                 .sas
                 .iter()
                 .filter(|(k, s)| {
                     **k != id
-                        && s.conn == conn
-                        && s.is_established()
-                        && who.is_some()
-                        && s.peer_identity == who
+                        && Some(s.sa.conn) == conn
+                        && s.sa.is_established()
+                        && s.sa.peer_identity() == Some(&who)
                 })
                 .map(|(k, _)| *k)
                 .collect();
             for k in stale {
-                let mut out = Out {
-                    config: &self.config,
-                    transmits: &mut self.transmits,
-                    events: &mut self.events,
-                };
-                if let Some(s) = self.sas.get_mut(&k) {
-                    s.drop_stale(&mut out);
+                if let Some(o) = self.call(k, |s, _, cx| s.drop_stale(cx)) {
+                    self.apply(k, o);
                 }
-                self.after(k);
             }
         }
-        let Some(sa) = self.sas.get_mut(&id) else {
-            return;
-        };
-        let done_half_open = sa.half_open_key.is_some() && !sa.is_half_open();
-        let dead = sa.dead;
-        if done_half_open {
-            if let Some(k) = sa.half_open_key.take() {
-                self.half_open.remove(&k);
+        match status {
+            Status::Closed => {
+                if let Some(slot) = self.sas.remove(&id) {
+                    self.by_spi.remove(&slot.sa.our_spi());
+                    if let Some(k) = slot.half_open {
+                        self.half_open.remove(&k);
+                    }
+                }
             }
-        }
-        if dead {
-            let sa = self.sas.remove(&id).expect("present");
-            self.by_spi.remove(&sa.our_spi());
-            if let Some(k) = sa.half_open_key {
-                self.half_open.remove(&k);
+            Status::Live => {
+                if let Some(k) = self.sas.get_mut(&id).and_then(|s| s.half_open.take()) {
+                    self.half_open.remove(&k);
+                }
             }
+            Status::HalfOpen => {}
         }
         for new in spawned {
-            let nid = self.next_id;
-            self.next_id += 1;
-            self.by_spi.insert(new.our_spi(), nid);
-            self.sas.insert(nid, Box::new(new));
-            // A spawned SA may already have queued work (a collision loser
-            // deleting itself).
-            self.after(nid);
+            self.insert(new, None);
         }
     }
 
@@ -408,28 +406,27 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         let ids: Vec<u64> = self.sas.keys().copied().collect();
         for id in ids {
-            if !self.sas.contains_key(&id) {
-                continue;
+            if let Some(o) = self.call(id, |sa, peers, cx| sa.handle_timeout(now, peers, cx)) {
+                self.apply(id, o);
             }
-            self.with_sa(id, |sa, peers, out| sa.handle_timeout(now, peers, out));
         }
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.shared.transmits.pop_front()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.shared.events.pop_front()
     }
 
     /// When [`Endpoint::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sas
             .values()
-            .filter_map(|s| s.next_timeout(&self.peers, &self.config))
+            .filter_map(|s| s.sa.next_timeout(&self.peers))
             .min()
     }
 }

@@ -6,15 +6,12 @@
 //! events; neither of them is imported here.
 
 use crate::child::ChildSa;
+use crate::config::ConnId;
 use crate::crypto::SecretBytes;
 use crate::message::{FragError, NotifyType, ParseError};
 use crate::proposal::IkeChoice;
 use core::fmt;
 use std::net::SocketAddr;
-
-/// Identifies a configured connection ([`Endpoint::add_peer`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub usize);
 
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +34,7 @@ pub struct Transmit {
 pub enum DownReason {
     /// Deleted by the peer.
     PeerDeleted,
-    /// Deleted by [`Endpoint::delete`].
+    /// Deleted by [`Endpoint::delete`](crate::Endpoint::delete).
     LocalDelete,
     /// Hard lifetime reached without rekey.
     Expired,
@@ -115,7 +112,7 @@ pub enum Event {
     },
     /// The secrets of a new IKE SA (after [`Event::IkeSaUp`] or
     /// [`Event::IkeSaRekeyed`]), for decrypting captures. Only produced
-    /// when [`Config::export_ike_keys`] is set.
+    /// when [`Config::export_ike_keys`](crate::Config::export_ike_keys) is set.
     IkeSaSecrets(Box<IkeSaSecrets>),
     /// An IKE SA is gone (its Child SAs were reported deleted before).
     IkeSaDown {
@@ -181,7 +178,7 @@ pub enum Event {
 
 /// The keys of one IKE SA as Wireshark's "IKEv2 Decryption Table" needs
 /// them (SPIs, SK_e and SK_a per direction, algorithms). Produced only when
-/// [`Config::export_ike_keys`] is set; zeroized on drop, redacted `Debug`.
+/// [`Config::export_ike_keys`](crate::Config::export_ike_keys) is set; zeroized on drop, redacted `Debug`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IkeSaSecrets {
     /// Connection.

@@ -27,9 +27,9 @@ mod sa;
 pub mod ts;
 
 pub use child::{ChildSa, KeyMaterial, SaParamsError};
-pub use config::{Config, Identity, PeerConfig, Psk, RetransmitPolicy};
+pub use config::{Config, ConnId, Identity, PeerConfig, Psk, RetransmitPolicy};
 pub use endpoint::Endpoint;
 pub use events::{
-    ApiError, AuthFailure, ChildDeleteReason, ConnId, DatagramError, DownReason, Event,
-    IkeSaSecrets, IkeSaStats, Transmit,
+    ApiError, AuthFailure, ChildDeleteReason, DatagramError, DownReason, Event, IkeSaSecrets,
+    IkeSaStats, Transmit,
 };
