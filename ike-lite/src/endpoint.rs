@@ -164,28 +164,34 @@ impl Endpoint {
         Some(f(&mut slot.sa, &self.peers, &mut self.shared.ctx()))
     }
 
-    /// Starts `task` on the established SA of `conn`.
-    fn request(&mut self, now: Instant, conn: ConnId, task: Task) -> Result<(), ApiError> {
+    /// Runs `f` on the established SA of `conn` with its configuration
+    /// and applies the outcome.
+    fn on_established(
+        &mut self,
+        conn: ConnId,
+        f: impl FnOnce(&mut IkeSa, &PeerConfig, &mut Ctx<'_>) -> Result<Outcome, ApiError>,
+    ) -> Result<(), ApiError> {
         let id = self.established(conn)?;
         let outcome = self
-            .call(id, |sa, peers, cx| {
-                sa.request(now, task, &peers[sa.conn.0], cx)
-            })
-            .ok_or(ApiError::NotEstablished)?;
-        self.apply(id, outcome);
-        Ok(())
-    }
-
-    /// Starts rekeying the Child SA with inbound SPI `spi_in`.
-    pub fn rekey_child(&mut self, now: Instant, conn: ConnId, spi_in: u32) -> Result<(), ApiError> {
-        let id = self.established(conn)?;
-        let outcome = self
-            .call(id, |sa, peers, cx| {
-                sa.queue_rekey_child(now, spi_in, &peers[sa.conn.0], cx)
+            .call(id, |sa, peers, cx| match peers.get(sa.conn.0) {
+                Some(peer) => f(sa, peer, cx),
+                None => Err(ApiError::UnknownConn),
             })
             .ok_or(ApiError::NotEstablished)??;
         self.apply(id, outcome);
         Ok(())
+    }
+
+    /// Starts `task` on the established SA of `conn`.
+    fn request(&mut self, now: Instant, conn: ConnId, task: Task) -> Result<(), ApiError> {
+        self.on_established(conn, |sa, peer, cx| Ok(sa.request(now, task, peer, cx)))
+    }
+
+    /// Starts rekeying the Child SA with inbound SPI `spi_in`.
+    pub fn rekey_child(&mut self, now: Instant, conn: ConnId, spi_in: u32) -> Result<(), ApiError> {
+        self.on_established(conn, |sa, peer, cx| {
+            sa.queue_rekey_child(now, spi_in, peer, cx)
+        })
     }
 
     /// Starts rekeying the IKE SA of `conn`.
@@ -205,14 +211,9 @@ impl Endpoint {
         conn: ConnId,
         spi_in: u32,
     ) -> Result<(), ApiError> {
-        let id = self.established(conn)?;
-        let outcome = self
-            .call(id, |sa, peers, cx| {
-                sa.queue_delete_child(now, spi_in, &peers[sa.conn.0], cx)
-            })
-            .ok_or(ApiError::NotEstablished)??;
-        self.apply(id, outcome);
-        Ok(())
+        self.on_established(conn, |sa, peer, cx| {
+            sa.queue_delete_child(now, spi_in, peer, cx)
+        })
     }
 
     /// Sends a liveness check (empty INFORMATIONAL) now.
