@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipsec_core::crypto::{Cipher, Suite};
-use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretKey, TunnelEndpoints};
+use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretBytes, TunnelEndpoints};
 use ipsec_core::selector::TrafficSelector;
 
 const SIZES: [usize; 4] = [64, 512, 1420, 8192];
@@ -20,8 +20,8 @@ fn params(suite: Suite) -> SaParams {
     let mut p = SaParams::new(
         0x1000_0001,
         suite,
-        SecretKey::new(vec![0x11; suite.enc_key_len().expect("suite")]),
-        SecretKey::new(vec![0x22; suite.integ_key_len()]),
+        SecretBytes::new(vec![0x11; suite.enc_key_len().expect("suite")]),
+        SecretBytes::new(vec![0x22; suite.integ_key_len()]),
         TunnelEndpoints {
             local: "192.0.2.1".parse().expect("addr"),
             remote: "192.0.2.2".parse().expect("addr"),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ipsec_core::crypto::Suite;
-use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretKey, TunnelEndpoints};
+use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretBytes, TunnelEndpoints};
 use ipsec_core::sad::Sad;
 use ipsec_core::spd::PolicyId;
 
@@ -36,8 +36,8 @@ fn sad_with(n: usize) -> (Sad, Vec<u32>) {
         let mut p = SaParams::new(
             x,
             suite,
-            SecretKey::new(vec![7; suite.enc_key_len().expect("suite")]),
-            SecretKey::default(),
+            SecretBytes::new(vec![7; suite.enc_key_len().expect("suite")]),
+            SecretBytes::default(),
             TunnelEndpoints {
                 local: "192.0.2.1".parse().expect("addr"),
                 remote: "192.0.2.2".parse().expect("addr"),

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use ipsec_core::crypto::Suite;
 use ipsec_core::datapath::{DataPath, DataPathConfig, InboundAction, OutboundAction};
-use ipsec_core::sa::{SaParams, SecretKey, TunnelEndpoints};
+use ipsec_core::sa::{SaParams, SecretBytes, TunnelEndpoints};
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
 use ipsec_core::wire::Ipv4Packet;
@@ -72,8 +72,8 @@ fn params(spi: u32, t: TunnelEndpoints) -> SaParams {
     let mut p = SaParams::new(
         spi,
         suite,
-        SecretKey::new(vec![spi as u8; suite.enc_key_len().expect("suite")]),
-        SecretKey::default(),
+        SecretBytes::new(vec![spi as u8; suite.enc_key_len().expect("suite")]),
+        SecretBytes::default(),
         t,
     );
     p.replay_window = 128;

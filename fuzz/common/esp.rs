@@ -14,7 +14,7 @@ use std::time::Instant;
 use ipsec_core::buf::{PacketBuf, RECOMMENDED_HEADROOM, RECOMMENDED_TAILROOM};
 use ipsec_core::crypto::Suite;
 use ipsec_core::datapath::{DataPath, InboundAction};
-use ipsec_core::sa::{OutboundSa, SaParams, SecretKey, TunnelEndpoints};
+use ipsec_core::sa::{OutboundSa, SaParams, SecretBytes, TunnelEndpoints};
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::wire::FlowKey;
 
@@ -30,8 +30,8 @@ pub fn run(suite: Suite, data: &[u8]) {
     let mut p = SaParams::new(
         SPI,
         suite,
-        SecretKey::new(vec![0x42; suite.enc_key_len().unwrap_or(0)]),
-        SecretKey::new(vec![0x24; suite.integ_key_len()]),
+        SecretBytes::new(vec![0x42; suite.enc_key_len().unwrap_or(0)]),
+        SecretBytes::new(vec![0x24; suite.integ_key_len()]),
         TunnelEndpoints {
             local: "192.0.2.1".parse().unwrap(),
             remote: "192.0.2.2".parse().unwrap(),

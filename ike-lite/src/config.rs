@@ -149,6 +149,11 @@ impl Default for Config {
     }
 }
 
+/// Identifies a configured connection
+/// ([`Endpoint::add_peer`](crate::Endpoint::add_peer)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub usize);
+
 /// One connection (peer) definition.
 #[derive(Clone, Debug)]
 pub struct PeerConfig {

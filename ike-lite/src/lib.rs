@@ -7,21 +7,29 @@
 //! and install/remove ESP SAs as [`Endpoint::poll_event`] says.
 //!
 //! Modules: [`message`] (wire codec), [`proposal`] (algorithm strings and
-//! selection), [`ts`] (traffic selectors), [`config`], [`endpoint`] (the
-//! state machine's public face) and [`crypto`] (IKE cryptography).
+//! selection), [`ts`] (traffic selectors on the wire and their narrowing),
+//! [`config`], [`endpoint`] (the state machine's public face, which owns
+//! the IKE SAs), [`events`] (what it reports), [`child`] (a negotiated
+//! Child SA and its conversion to `ipsec_core` parameters) and [`crypto`]
+//! (IKE cryptography). The per-SA state machine is private (`sa`); it
+//! depends on `events` and `child`, never on `endpoint`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod child;
 pub mod config;
 pub mod crypto;
 pub mod endpoint;
+pub mod events;
 pub mod message;
 pub mod proposal;
 mod sa;
 pub mod ts;
 
-pub use config::{Config, Identity, PeerConfig, Psk, RetransmitPolicy};
-pub use endpoint::{
-    ApiError, AuthFailure, ChildDeleteReason, ChildSa, ConnId, DatagramError, DownReason, Endpoint,
-    Event, IkeSaSecrets, IkeSaStats, KeyMaterial, Transmit,
+pub use child::{ChildSa, KeyMaterial, SaParamsError};
+pub use config::{Config, ConnId, Identity, PeerConfig, Psk, RetransmitPolicy};
+pub use endpoint::Endpoint;
+pub use events::{
+    ApiError, AuthFailure, ChildDeleteReason, DatagramError, DownReason, Event, IkeSaSecrets,
+    IkeSaStats, Transmit,
 };

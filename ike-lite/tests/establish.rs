@@ -6,6 +6,7 @@ use ike_lite::message::{ExchangeType, NotifyType, Payload};
 use ike_lite::{AuthFailure, DownReason, Event};
 use ipsec_core::crypto::{EncrId, IntegId, Suite};
 use net::*;
+use std::str::FromStr;
 use std::time::Duration;
 
 fn establish(ike: &str, esp: &str, who: Side) -> Net {
@@ -173,8 +174,8 @@ fn no_common_esp_proposal_keeps_ike_sa() {
 #[test]
 fn ts_unacceptable() {
     let (mut a, mut b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
-    a.local_ts = vec![ike_lite::ts::TrafficSelector::parse("10.1.0.0/16").unwrap()];
-    b.remote_ts = vec![ike_lite::ts::TrafficSelector::parse("10.2.0.0/16").unwrap()];
+    a.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.1.0.0/16").unwrap()];
+    b.remote_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.2.0.0/16").unwrap()];
     let mut net = Net::new(a, b);
     net.initiate(Side::A);
     assert_eq!(ike_up(&net.events_a), 1);
@@ -192,19 +193,19 @@ fn ts_unacceptable() {
 fn ts_narrowing() {
     let (mut a, mut b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
     // A proposes everything; B only allows 10.1.2.0/24 <-> 10.9.0.0/16.
-    b.remote_ts = vec![ike_lite::ts::TrafficSelector::parse("10.1.2.0/24").unwrap()];
-    b.local_ts = vec![ike_lite::ts::TrafficSelector::parse("10.9.0.0/16").unwrap()];
-    a.local_ts = vec![ike_lite::ts::TrafficSelector::parse("10.1.0.0/16").unwrap()];
+    b.remote_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.1.2.0/24").unwrap()];
+    b.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.9.0.0/16").unwrap()];
+    a.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("10.1.0.0/16").unwrap()];
     let mut net = Net::new(a, b);
     net.initiate(Side::A);
     let ca = &children(&net.events_a)[0];
     assert_eq!(
         ca.ts_local,
-        vec![ike_lite::ts::TrafficSelector::parse("10.1.2.0/24").unwrap()]
+        vec![ike_lite::ts::TrafficSelector::from_str("10.1.2.0/24").unwrap()]
     );
     assert_eq!(
         ca.ts_remote,
-        vec![ike_lite::ts::TrafficSelector::parse("10.9.0.0/16").unwrap()]
+        vec![ike_lite::ts::TrafficSelector::from_str("10.9.0.0/16").unwrap()]
     );
     assert_mirrored(ca, &children(&net.events_b)[0]);
 }
@@ -334,7 +335,7 @@ fn fragmented_ike_auth_is_reassembled() {
     let (mut a, mut b) = pair("aes256-sha256-modp2048", "aes256-sha256");
     // Many selectors make IKE_AUTH big.
     let many: Vec<_> = (0..40)
-        .map(|i| ike_lite::ts::TrafficSelector::parse(&format!("10.{i}.0.0/16")).unwrap())
+        .map(|i| ike_lite::ts::TrafficSelector::from_str(&format!("10.{i}.0.0/16")).unwrap())
         .collect();
     a.local_ts = many.clone();
     b.remote_ts = many;
@@ -459,15 +460,44 @@ fn ipv6_peers_and_selectors() {
     let mut b = peer("[2001:db8::2]:500", "[2001:db8::1]:500", "b6", "k6-secret");
     a.local_id = ike_lite::Identity::Ipv6("2001:db8::1".parse().unwrap());
     b.remote_id = Some(ike_lite::Identity::Ipv6("2001:db8::1".parse().unwrap()));
-    a.local_ts = vec![ike_lite::ts::TrafficSelector::parse("2001:db8:a::/48").unwrap()];
+    a.local_ts = vec![ike_lite::ts::TrafficSelector::from_str("2001:db8:a::/48").unwrap()];
     b.remote_ts = vec![ike_lite::ts::TrafficSelector::any_v6()];
     let mut net = Net::new(a, b);
     net.initiate(Side::A);
     let ca = &children(&net.events_a)[0];
     assert_eq!(
         ca.ts_local,
-        vec![ike_lite::ts::TrafficSelector::parse("2001:db8:a::/48").unwrap()]
+        vec![ike_lite::ts::TrafficSelector::from_str("2001:db8:a::/48").unwrap()]
     );
     assert_eq!(ca.ts_remote, vec![ike_lite::ts::TrafficSelector::any_v6()]);
     assert_mirrored(ca, &children(&net.events_b)[0]);
+}
+
+/// With seeded RNGs the whole handshake is reproducible: the same seed
+/// gives the same datagrams (SPIs, nonces, KE values, encrypted IKE_AUTH)
+/// and the same Child SA keys; another seed gives other bytes.
+#[test]
+fn seeded_randomness_makes_the_handshake_reproducible() {
+    for group in ["x25519", "ecp256", "modp2048"] {
+        let run = |seed: u64| {
+            let ike = format!("aes128gcm16-prfsha256-{group}");
+            let (a, b) = pair(&ike, "aes128gcm16");
+            let mut net = Net::seeded(a, b, seed);
+            net.initiate(Side::A);
+            net.pump();
+            let kids = children(&net.events_a);
+            assert_eq!(kids.len(), 1, "{group}: {:?}", net.events_a);
+            let wire: Vec<Vec<u8>> = net.log.iter().map(|(_, t)| t.payload.clone()).collect();
+            (wire, kids[0].clone())
+        };
+        let (wire, child) = run(7);
+        let (again, child_again) = run(7);
+        assert_eq!(wire.len(), 4, "IKE_SA_INIT and IKE_AUTH, both ways");
+        assert_eq!(wire[0], again[0], "{group}: first IKE_SA_INIT request");
+        assert_eq!(wire, again, "{group}");
+        assert_eq!(child, child_again, "{group}");
+        let (other, other_child) = run(8);
+        assert_ne!(wire[0], other[0], "{group}");
+        assert_ne!(child.key_in, other_child.key_in, "{group}");
+    }
 }

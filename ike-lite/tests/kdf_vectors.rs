@@ -2,7 +2,9 @@
 
 mod common;
 
-use ike_lite::crypto::{child_keymat, prf, prf_plus, skeyseed, skeyseed_rekey, IkeSaKeys, PrfId};
+use ike_lite::crypto::{
+    child_keymat, prf, prf_plus, skeyseed, skeyseed_rekey, IkeSaKeys, PrfId, SaBinding,
+};
 use ipsec_core::crypto::Suite;
 
 #[test]
@@ -115,9 +117,20 @@ fn nist_ikev2_kdf_child_sa_and_rekey() {
         let spi_r = [2u8; 8];
         for new_prf in [PrfId::HMAC_SHA2_256, PrfId::HMAC_SHA2_512] {
             let suite = Suite::AES256_GCM16;
-            let k =
-                IkeSaKeys::derive_rekey(id, sk_d, new_prf, suite, &gir_new, &ni, &nr, spi_i, spi_r)
-                    .unwrap();
+            let k = IkeSaKeys::derive_rekey(
+                id,
+                sk_d,
+                new_prf,
+                suite,
+                &gir_new,
+                SaBinding {
+                    ni: &ni,
+                    nr: &nr,
+                    spi_i,
+                    spi_r,
+                },
+            )
+            .unwrap();
             let mut s = ni.clone();
             s.extend_from_slice(&nr);
             s.extend_from_slice(&spi_i);

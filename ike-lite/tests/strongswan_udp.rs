@@ -22,6 +22,7 @@ use ike_lite::{
 use netns_lab::{Lab, StrongSwan, SwanChild, SwanConnection};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -311,8 +312,8 @@ fn peer_config(case: &Case) -> PeerConfig {
     p.remote_id = Some(Identity::from_ip(IpAddr::V4(SWAN_IP)));
     p.ike_proposals = parse_ike_proposals(case.ike).expect("ike proposal");
     p.esp_proposals = parse_esp_proposals(case.esp).expect("esp proposal");
-    p.local_ts = vec![TrafficSelector::parse(OUR_NET).expect("ts")];
-    p.remote_ts = vec![TrafficSelector::parse(SWAN_NET).expect("ts")];
+    p.local_ts = vec![TrafficSelector::from_str(OUR_NET).expect("ts")];
+    p.remote_ts = vec![TrafficSelector::from_str(SWAN_NET).expect("ts")];
     p.rekey_fuzz = 0.0;
     p
 }

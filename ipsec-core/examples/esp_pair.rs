@@ -9,7 +9,7 @@ use std::time::Instant;
 use ipsec_core::buf::{PacketBuf, RECOMMENDED_HEADROOM, RECOMMENDED_TAILROOM};
 use ipsec_core::crypto::Suite;
 use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
-use ipsec_core::sa::{SaParams, SecretKey, TunnelEndpoints, UdpEncap};
+use ipsec_core::sa::{SaParams, SecretBytes, TunnelEndpoints, UdpEncap};
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
 use ipsec_core::wire::{EspPacket, FlowKey, Ipv4Packet};
@@ -20,13 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net_a = TrafficSelector::from_prefix("10.1.0.0".parse()?, 16)?;
     let net_b = TrafficSelector::from_prefix("10.2.0.0".parse()?, 16)?;
     // Keys would come from IKEv2 KEYMAT; fixed bytes here.
-    let enc_key = SecretKey::new((0..suite.enc_key_len()?).map(|i| i as u8).collect());
+    let enc_key = SecretBytes::new((0..suite.enc_key_len()?).map(|i| i as u8).collect());
     let sa_params = |spi, local, remote, ts_l, ts_r| {
         let mut p = SaParams::new(
             spi,
             suite,
             enc_key.clone(),
-            SecretKey::default(),
+            SecretBytes::default(),
             TunnelEndpoints { local, remote },
         );
         p.esn = true;

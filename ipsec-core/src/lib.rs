@@ -10,6 +10,7 @@ pub mod datapath;
 pub mod replay;
 pub mod sa;
 pub mod sad;
+pub mod secret;
 pub mod selector;
 pub mod spd;
 pub mod wire;

@@ -12,50 +12,11 @@ use core::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use zeroize::Zeroizing;
-
 use crate::crypto::{Cipher, CryptoError, Suite};
 use crate::replay::{ReplayError, ReplayWindow, DEFAULT_WINDOW};
+pub use crate::secret::SecretBytes;
 use crate::selector::{SelectorError, TrafficSelector};
 use crate::wire::{esp, EspTrailer, FlowKey, IpProtocol, WireError};
-
-/// Key material (encryption or integrity key): zeroized on drop, redacted in
-/// `Debug`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretKey(Zeroizing<Vec<u8>>);
-
-impl SecretKey {
-    /// Wraps key bytes.
-    pub fn new(bytes: Vec<u8>) -> SecretKey {
-        SecretKey(Zeroizing::new(bytes))
-    }
-
-    /// Copies key bytes.
-    pub fn from_slice(bytes: &[u8]) -> SecretKey {
-        SecretKey::new(bytes.to_vec())
-    }
-
-    /// The key bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Key length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True for an empty key (NULL encryption, no integrity key).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretKey({} bytes, redacted)", self.0.len())
-    }
-}
 
 /// One set of limits; `None` means unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,9 +76,9 @@ pub struct SaParams {
     /// Encryption and integrity algorithms.
     pub suite: Suite,
     /// Encryption key (for AES-GCM including the 4-byte salt).
-    pub enc_key: SecretKey,
+    pub enc_key: SecretBytes,
     /// Integrity key (empty for AES-GCM).
-    pub integ_key: SecretKey,
+    pub integ_key: SecretBytes,
     /// Extended (64-bit) sequence numbers.
     pub esn: bool,
     /// Anti-replay window size, 32..=4096 (inbound SAs only).
@@ -141,8 +102,8 @@ impl SaParams {
     pub fn new(
         spi: u32,
         suite: Suite,
-        enc_key: SecretKey,
-        integ_key: SecretKey,
+        enc_key: SecretBytes,
+        integ_key: SecretBytes,
         tunnel: TunnelEndpoints,
     ) -> SaParams {
         let any = match tunnel.remote {

@@ -39,6 +39,8 @@ pub enum SelectorError {
     EmptyRange,
     /// A prefix length longer than the address.
     BadPrefix,
+    /// Text that is not an address, `address/prefix` or `start-end`.
+    BadAddress,
 }
 
 impl core::fmt::Display for SelectorError {
@@ -47,6 +49,7 @@ impl core::fmt::Display for SelectorError {
             SelectorError::MixedFamilies => "selector mixes IPv4 and IPv6",
             SelectorError::EmptyRange => "selector start address above end address",
             SelectorError::BadPrefix => "prefix length too long",
+            SelectorError::BadAddress => "not an address, prefix or address range",
         })
     }
 }
@@ -57,6 +60,15 @@ fn key(a: IpAddr) -> (bool, u128) {
     match a {
         IpAddr::V4(v) => (false, u128::from(u32::from(v))),
         IpAddr::V6(v) => (true, u128::from(v)),
+    }
+}
+
+fn from_key(v6: bool, v: u128) -> IpAddr {
+    if v6 {
+        IpAddr::V6(v.into())
+    } else {
+        // Only ever called with values that came from an IPv4 address.
+        IpAddr::V4(Ipv4Addr::from(u32::try_from(v).unwrap_or(u32::MAX)))
     }
 }
 
@@ -170,6 +182,45 @@ impl TrafficSelector {
         Ok(())
     }
 
+    /// Whether this is an IPv4 selector.
+    pub fn is_ipv4(&self) -> bool {
+        self.start.is_ipv4()
+    }
+
+    /// The intersection of two selectors (addresses, protocol and ports),
+    /// or `None` when it is empty or the families differ. An OPAQUE port
+    /// range (`start_port > end_port`) counts as empty here.
+    pub fn intersect(&self, other: &TrafficSelector) -> Option<TrafficSelector> {
+        let ((f1, s1), (_, e1)) = (key(self.start), key(self.end));
+        let ((f2, s2), (_, e2)) = (key(other.start), key(other.end));
+        if f1 != f2 {
+            return None;
+        }
+        let protocol = match (self.protocol, other.protocol) {
+            (None, p) | (p, None) => p,
+            (Some(a), Some(b)) if a == b => Some(a),
+            _ => return None,
+        };
+        let start_port = self.start_port.max(other.start_port);
+        let end_port = self.end_port.min(other.end_port);
+        let (start, end) = (s1.max(s2), e1.min(e2));
+        if start_port > end_port || start > end {
+            return None;
+        }
+        Some(TrafficSelector {
+            start: from_key(f1, start),
+            end: from_key(f1, end),
+            protocol,
+            start_port,
+            end_port,
+        })
+    }
+
+    /// True if every packet `other` matches is matched by `self` too.
+    pub fn contains(&self, other: &TrafficSelector) -> bool {
+        self.intersect(other).as_ref() == Some(other)
+    }
+
     /// True if `addr` is inside the address range.
     #[inline]
     pub fn contains_addr(&self, addr: IpAddr) -> bool {
@@ -218,6 +269,42 @@ impl TrafficSelector {
     }
 }
 
+/// Parses `a.b.c.d/n`, `x::/n`, a bare address (one host) or an address
+/// range `start-end`; any protocol and port.
+impl core::str::FromStr for TrafficSelector {
+    type Err = SelectorError;
+
+    fn from_str(s: &str) -> Result<TrafficSelector, SelectorError> {
+        let addr = |a: &str| {
+            a.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| SelectorError::BadAddress)
+        };
+        if let Some((a, p)) = s.split_once('/') {
+            let p: u8 = p.trim().parse().map_err(|_| SelectorError::BadPrefix)?;
+            return TrafficSelector::from_prefix(addr(a)?, p);
+        }
+        if let Some((a, b)) = s.split_once('-') {
+            return TrafficSelector::range(addr(a)?, addr(b)?);
+        }
+        Ok(TrafficSelector::host(addr(s)?))
+    }
+}
+
+/// `start-end`, then ` proto N` and ` ports A-B` unless they are "any".
+impl core::fmt::Display for TrafficSelector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)?;
+        if let Some(p) = self.protocol {
+            write!(f, " proto {}", p.0)?;
+        }
+        if (self.start_port, self.end_port) != (0, u16::MAX) {
+            write!(f, " ports {}-{}", self.start_port, self.end_port)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +336,69 @@ mod tests {
         assert!(ts.contains_addr("10.1.200.1".parse().unwrap()));
         assert!(!ts.contains_addr("10.2.0.0".parse().unwrap()));
         assert!(!ts.contains_addr("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn parsing_and_display() {
+        let net: TrafficSelector = "10.1.0.0/16".parse().unwrap();
+        assert_eq!(net.to_string(), "10.1.0.0-10.1.255.255");
+        assert_eq!(
+            "::/0".parse::<TrafficSelector>(),
+            Ok(TrafficSelector::any_v6())
+        );
+        assert_eq!(
+            "192.0.2.7".parse::<TrafficSelector>(),
+            Ok(TrafficSelector::host("192.0.2.7".parse().unwrap()))
+        );
+        let r: TrafficSelector = "10.0.0.5 - 10.0.0.9".parse().unwrap();
+        assert_eq!(r.end, "10.0.0.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            "1.2.3.4/33".parse::<TrafficSelector>(),
+            Err(SelectorError::BadPrefix)
+        );
+        assert_eq!(
+            "1.2.3.4/x".parse::<TrafficSelector>(),
+            Err(SelectorError::BadPrefix)
+        );
+        assert_eq!(
+            "x/3".parse::<TrafficSelector>(),
+            Err(SelectorError::BadAddress)
+        );
+        assert_eq!(
+            "10.0.0.9-10.0.0.1".parse::<TrafficSelector>(),
+            Err(SelectorError::EmptyRange)
+        );
+        let web = TrafficSelector::any_v4()
+            .with_protocol(IpProtocol::TCP)
+            .with_ports(80, 90);
+        assert_eq!(
+            web.to_string(),
+            "0.0.0.0-255.255.255.255 proto 6 ports 80-90"
+        );
+    }
+
+    #[test]
+    fn intersection_and_containment() {
+        let wide: TrafficSelector = "10.1.0.0/16".parse().unwrap();
+        let narrow: TrafficSelector = "10.1.2.0/24".parse().unwrap();
+        assert_eq!(wide.intersect(&narrow), Some(narrow));
+        assert!(wide.contains(&narrow) && !narrow.contains(&wide));
+        let other: TrafficSelector = "192.168.0.0/24".parse().unwrap();
+        assert_eq!(other.intersect(&narrow), None);
+        assert_eq!(TrafficSelector::any_v6().intersect(&wide), None);
+        let tcp = TrafficSelector::any_v4()
+            .with_protocol(IpProtocol::TCP)
+            .with_ports(80, 90);
+        let udp = TrafficSelector::any_v4()
+            .with_protocol(IpProtocol::UDP)
+            .with_ports(85, 95);
+        assert_eq!(tcp.intersect(&udp), None);
+        assert_eq!(TrafficSelector::any_v4().intersect(&tcp), Some(tcp));
+        let both = tcp.intersect(&TrafficSelector::any_v4().with_ports(85, 100));
+        assert_eq!(both, Some(tcp.with_ports(85, 90)));
+        let v6: TrafficSelector = "2001:db8::/32".parse().unwrap();
+        assert!(TrafficSelector::any_v6().contains(&v6));
+        assert_eq!(TrafficSelector::any_v6().intersect(&v6), Some(v6));
     }
 
     #[test]

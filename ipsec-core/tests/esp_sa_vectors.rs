@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use ipsec_core::crypto::{EncrId, IntegId, Suite};
-use ipsec_core::sa::{DropReason, InboundSa, SaParams, SecretKey, TunnelEndpoints};
+use ipsec_core::sa::{DropReason, InboundSa, SaParams, SecretBytes, TunnelEndpoints};
 
 type Record = Vec<(String, Vec<u8>)>;
 
@@ -75,8 +75,8 @@ fn draft_mcgrew_packets_through_inbound_sa() {
         let mut p = SaParams::new(
             spi,
             suite,
-            SecretKey::new(enc),
-            SecretKey::default(),
+            SecretBytes::new(enc),
+            SecretBytes::default(),
             TunnelEndpoints {
                 local: "192.0.2.1".parse().unwrap(),
                 remote: "192.0.2.2".parse().unwrap(),

@@ -24,8 +24,8 @@ use num_traits::One;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::fill_random;
 use super::modp_params as params;
+use rand_core::CryptoRngCore;
 
 /// IANA IKEv2 "Transform Type 4 - Key Exchange Method Transform IDs".
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -292,11 +292,11 @@ impl ModpGroup {
 
     /// A uniformly random exponent: in `1..q` for subgroup groups, else
     /// `exp_bits` random bits with the top bit set.
-    fn random_exponent(&self) -> Result<Zeroizing<Vec<u8>>, DhError> {
+    fn random_exponent(&self, rng: &mut dyn CryptoRngCore) -> Result<Zeroizing<Vec<u8>>, DhError> {
         let nbytes = self.exp_bits.div_ceil(8);
         let mut buf = Zeroizing::new(vec![0u8; nbytes]);
         loop {
-            fill_random(&mut buf).map_err(|_| DhError::Rng)?;
+            rng.try_fill_bytes(&mut buf).map_err(|_| DhError::Rng)?;
             let extra = nbytes * 8 - self.exp_bits;
             buf[0] &= 0xff >> extra;
             match &self.q {
@@ -376,8 +376,9 @@ macro_rules! ecp_impl {
             use super::*;
             use ::$curve::elliptic_curve::sec1::ToEncodedPoint;
 
-            pub(super) fn generate() -> Result<(Private, Vec<u8>), DhError> {
-                let mut rng = rand_core::OsRng;
+            pub(super) fn generate(
+                mut rng: &mut dyn CryptoRngCore,
+            ) -> Result<(Private, Vec<u8>), DhError> {
                 let sk = ::$curve::SecretKey::random(&mut rng);
                 Ok(from_secret(sk))
             }
@@ -414,18 +415,27 @@ ecp_impl!(ecp521, p521, P521);
 impl KeyExchange {
     /// Generates a fresh private key for `group` from the OS RNG.
     pub fn generate(group: DhGroup) -> Result<KeyExchange, DhError> {
+        KeyExchange::generate_with(group, &mut rand_core::OsRng)
+    }
+
+    /// Generates a fresh private key for `group` from `rng` (a seeded RNG
+    /// makes it reproducible in tests).
+    pub fn generate_with(
+        group: DhGroup,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<KeyExchange, DhError> {
         let (private, public) = match group {
-            DhGroup::ECP_256 => ecp256::generate()?,
-            DhGroup::ECP_384 => ecp384::generate()?,
-            DhGroup::ECP_521 => ecp521::generate()?,
+            DhGroup::ECP_256 => ecp256::generate(rng)?,
+            DhGroup::ECP_384 => ecp384::generate(rng)?,
+            DhGroup::ECP_521 => ecp521::generate(rng)?,
             DhGroup::CURVE25519 => {
                 let mut k = Zeroizing::new([0u8; 32]);
-                fill_random(&mut k[..]).map_err(|_| DhError::Rng)?;
+                rng.try_fill_bytes(&mut k[..]).map_err(|_| DhError::Rng)?;
                 return KeyExchange::from_private(group, &k[..]);
             }
             _ => {
                 let m = group.modp().ok_or(DhError::UnsupportedGroup(group))?;
-                let x = m.random_exponent()?;
+                let x = m.random_exponent(rng)?;
                 return KeyExchange::from_private(group, &x);
             }
         };

@@ -15,6 +15,7 @@
 use core::fmt;
 
 use ipsec_core::crypto::{Cipher, CryptoError, Suite};
+pub use ipsec_core::secret::SecretBytes;
 use zeroize::Zeroizing;
 
 use super::prf::{prf_parts, prf_plus_parts, PrfError, PrfId};
@@ -51,51 +52,6 @@ impl fmt::Display for KeyError {
 }
 
 impl std::error::Error for KeyError {}
-
-/// A secret byte string: zeroized on drop, redacted in Debug.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretBytes(Zeroizing<Vec<u8>>);
-
-impl SecretBytes {
-    /// Wraps `bytes`.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        SecretBytes(Zeroizing::new(bytes))
-    }
-
-    /// The secret bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Number of bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the secret is empty (e.g. SK_a for AES-GCM).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl core::ops::Deref for SecretBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl AsRef<[u8]> for SecretBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{} bytes redacted>", self.0.len())
-    }
-}
 
 /// Splits key material into consecutive pieces.
 struct Splitter<'a> {
@@ -135,6 +91,21 @@ pub fn skeyseed_rekey(
 
 /// `(outbound, inbound)` SK ciphers.
 pub type CipherPair = (Box<dyn Cipher>, Box<dyn Cipher>);
+
+/// What a new IKE SA's keys are bound to: the nonces of the exchange that
+/// created it and its SPIs as they appear in the IKE header
+/// (`Ni | Nr | SPIi | SPIr`, RFC 7296 §2.14 and §2.18).
+#[derive(Clone, Copy, Debug)]
+pub struct SaBinding<'a> {
+    /// Initiator's nonce.
+    pub ni: &'a [u8],
+    /// Responder's nonce.
+    pub nr: &'a [u8],
+    /// Initiator's SPI.
+    pub spi_i: [u8; 8],
+    /// Responder's SPI.
+    pub spi_r: [u8; 8],
+}
 
 /// The seven IKE SA secrets of RFC 7296 §2.14.
 #[derive(Clone, Debug)]
@@ -176,20 +147,22 @@ impl IkeSaKeys {
     }
 
     /// Derives the keys of a rekeyed IKE SA (RFC 7296 §2.18): SKEYSEED with
-    /// the old PRF and old SK_d, then `prf+` with the new PRF. `ni`, `nr`,
-    /// `spi_i`, `spi_r` are those of the CREATE_CHILD_SA exchange / new SA.
-    #[allow(clippy::too_many_arguments)]
+    /// the old PRF and old SK_d, then `prf+` with the new PRF. `new` holds
+    /// the nonces of the CREATE_CHILD_SA exchange and the new SA's SPIs.
     pub fn derive_rekey(
         old_prf: PrfId,
         old_sk_d: &[u8],
         new_prf: PrfId,
         suite: Suite,
         g_ir_new: &[u8],
-        ni: &[u8],
-        nr: &[u8],
-        spi_i: [u8; 8],
-        spi_r: [u8; 8],
+        new: SaBinding<'_>,
     ) -> Result<IkeSaKeys, KeyError> {
+        let SaBinding {
+            ni,
+            nr,
+            spi_i,
+            spi_r,
+        } = new;
         let seed = skeyseed_rekey(old_prf, old_sk_d, g_ir_new, ni, nr)?;
         IkeSaKeys::from_skeyseed(new_prf, suite, &seed, ni, nr, spi_i, spi_r)
     }

@@ -15,7 +15,8 @@ pub mod sk;
 pub use auth::{psk_auth, verify_psk_auth};
 pub use dh::{DhError, DhGroup, KeyExchange, SharedSecret};
 pub use keys::{
-    child_keymat, skeyseed, skeyseed_rekey, ChildKeys, DirKeys, IkeSaKeys, KeyError, SecretBytes,
+    child_keymat, skeyseed, skeyseed_rekey, ChildKeys, DirKeys, IkeSaKeys, KeyError, SaBinding,
+    SecretBytes,
 };
 pub use prf::{prf, prf_parts, prf_plus, prf_plus_parts, PrfError, PrfId};
 pub use sk::{sk_open, sk_seal, sk_seal_with_header_len, SkError, SKF_HEADER_LEN, SK_HEADER_LEN};

@@ -2,14 +2,9 @@
 
 use super::{AuthMethod, IdType, NotifyType, ParseError, PayloadType, ProtocolId, TransformType};
 use crate::ts::TrafficSelector;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Transform attribute type "Key Length" (RFC 7296 §3.3.5).
 const ATTR_KEY_LENGTH: u16 = 14;
-/// TS_IPV4_ADDR_RANGE.
-const TS_IPV4: u8 = 7;
-/// TS_IPV6_ADDR_RANGE.
-const TS_IPV6: u8 = 8;
 
 /// One transform of a proposal (RFC 7296 §3.3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -491,36 +486,8 @@ fn parse_ts(ty: PayloadType, b: &[u8]) -> Result<TsPayload, ParseError> {
     let mut off = 4;
     let mut selectors = Vec::with_capacity(n);
     for _ in 0..n {
-        let r = &b[off..];
-        if r.len() < 8 {
-            return Err(ParseError::Malformed(ty, "selector truncated"));
-        }
-        let ts_type = r[0];
-        let len = be16(r, 2) as usize;
-        let alen = match ts_type {
-            TS_IPV4 => 4,
-            TS_IPV6 => 16,
-            _ => return Err(ParseError::Malformed(ty, "unknown selector type")),
-        };
-        if len != 8 + 2 * alen || len > r.len() {
-            return Err(ParseError::Malformed(ty, "selector length"));
-        }
-        let addr = |o: usize| -> IpAddr {
-            if alen == 4 {
-                IpAddr::V4(Ipv4Addr::new(r[o], r[o + 1], r[o + 2], r[o + 3]))
-            } else {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(&r[o..o + 16]);
-                IpAddr::V6(Ipv6Addr::from(a))
-            }
-        };
-        let ts = TrafficSelector {
-            ip_proto: r[1],
-            start_port: be16(r, 4),
-            end_port: be16(r, 6),
-            start: addr(8),
-            end: addr(8 + alen),
-        };
+        let (ts, len) =
+            crate::ts::decode(&b[off..]).map_err(|e| ParseError::Malformed(ty, e.as_str()))?;
         selectors.push(ts);
         off += len;
     }
@@ -595,21 +562,7 @@ fn emit_body(p: &Payload, out: &mut Vec<u8>) {
         Payload::TsI(ts) | Payload::TsR(ts) => {
             out.extend_from_slice(&[ts.selectors.len() as u8, 0, 0, 0]);
             for s in &ts.selectors {
-                let (ty, len) = if s.is_ipv4() {
-                    (TS_IPV4, 16u16)
-                } else {
-                    (TS_IPV6, 40u16)
-                };
-                out.extend_from_slice(&[ty, s.ip_proto]);
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&s.start_port.to_be_bytes());
-                out.extend_from_slice(&s.end_port.to_be_bytes());
-                for a in [s.start, s.end] {
-                    match a {
-                        IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
-                        IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
-                    }
-                }
+                crate::ts::encode(s, out);
             }
         }
         Payload::Notify(n) => {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::ts::TrafficSelector;
+use std::str::FromStr;
 
 fn sample() -> Message {
     let header = Header::new(
@@ -60,8 +61,8 @@ fn sample() -> Message {
             },
             Payload::TsI(TsPayload {
                 selectors: vec![
-                    TrafficSelector::parse("10.0.0.0/8").unwrap(),
-                    TrafficSelector::parse("2001:db8::/32").unwrap(),
+                    TrafficSelector::from_str("10.0.0.0/8").unwrap(),
+                    TrafficSelector::from_str("2001:db8::/32").unwrap(),
                 ],
             }),
             Payload::TsR(TsPayload {

@@ -11,20 +11,51 @@ type ChildSelection = (
     Vec<TrafficSelector>,
 );
 
+/// A Child SA ready to be installed.
+struct NewChild {
+    spi_in: u32,
+    spi_out: u32,
+    choice: EspChoice,
+    key_in: KeyMaterial,
+    key_out: KeyMaterial,
+    ts_local: Vec<TrafficSelector>,
+    ts_remote: Vec<TrafficSelector>,
+    /// For a rekey: the inbound SPI of the SA it replaces.
+    rekey_of: Option<u32>,
+}
+
+/// The IKE SA an IKE rekey creates: our role in the rekey, its SPIs
+/// (initiator, responder) and its algorithms and keys.
+struct Successor {
+    initiator: bool,
+    spis: (u64, u64),
+    keyed: Keyed,
+}
+
 impl IkeSa {
     /// Processes a datagram for this SA (everything but a new IKE_SA_INIT).
-    #[allow(clippy::too_many_arguments)]
     pub fn handle(
         &mut self,
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        natt: bool,
-        h: &Header,
-        bytes: &[u8],
+        d: &Datagram<'_>,
         peers: &[PeerConfig],
-        out: &mut Out<'_>,
+        cx: &mut Ctx<'_>,
+    ) -> Handled {
+        let result = self.handle_datagram(now, d, peers, cx);
+        Handled {
+            result,
+            outcome: self.outcome(),
+        }
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        d: &Datagram<'_>,
+        peers: &[PeerConfig],
+        out: &mut Ctx<'_>,
     ) -> Result<(), DatagramError> {
+        let (h, bytes) = (d.header, d.bytes);
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -42,7 +73,7 @@ impl IkeSa {
                 self.stats.dropped += 1;
                 return Err(DatagramError::UnexpectedMessageId);
             }
-            if self.state == State::InitSent {
+            if matches!(self.state, State::InitSent(_)) {
                 if h.exchange != ExchangeType::IKE_SA_INIT {
                     return Err(DatagramError::Unexpected);
                 }
@@ -56,7 +87,7 @@ impl IkeSa {
             let Some((first, plain)) = self.decrypt(h, bytes, &msg, true, true)? else {
                 return Ok(());
             };
-            self.note_valid(now, local, remote, natt);
+            self.note_valid(now, d);
             let inner = match parse_payloads(first, &plain) {
                 Ok(p) => p,
                 Err(e) => {
@@ -64,7 +95,9 @@ impl IkeSa {
                     return Err(DatagramError::Parse(e));
                 }
             };
-            let pending = self.pending.take().expect("checked above");
+            let Some(pending) = self.pending.take() else {
+                return Err(DatagramError::UnexpectedMessageId);
+            };
             self.handle_response(now, pending.req, &inner, peer, out);
             self.kick(now, peer, out);
             return Ok(());
@@ -100,7 +133,7 @@ impl IkeSa {
         let Some((first, plain)) = self.decrypt(h, bytes, &msg, true, false)? else {
             return Ok(());
         };
-        self.note_valid(now, local, remote, natt);
+        self.note_valid(now, d);
         let inner = match parse_payloads(first, &plain) {
             Ok(p) => p,
             Err(e) => {
@@ -115,18 +148,13 @@ impl IkeSa {
                 return Err(DatagramError::Parse(e));
             }
         };
-        match (h.exchange, self.state) {
-            (ExchangeType::IKE_AUTH, State::HalfOpen) => {
-                self.responder_auth(now, h, &inner, peers, out)
-            }
-            (ExchangeType::CREATE_CHILD_SA, _)
-                if self.keys.is_some() && self.state != State::HalfOpen =>
-            {
+        let half_open = matches!(self.state, State::HalfOpen(_));
+        match h.exchange {
+            ExchangeType::IKE_AUTH if half_open => self.responder_auth(now, h, &inner, peers, out),
+            ExchangeType::CREATE_CHILD_SA if self.keyed().is_some() && !half_open => {
                 self.create_child_request(now, h, &inner, peer, out)
             }
-            (ExchangeType::INFORMATIONAL, s) if s != State::HalfOpen => {
-                self.informational_request(h, &inner, out)
-            }
+            ExchangeType::INFORMATIONAL if !half_open => self.informational_request(h, &inner, out),
             _ => {
                 self.respond(
                     h.exchange,
@@ -142,7 +170,8 @@ impl IkeSa {
         Ok(())
     }
 
-    fn note_valid(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, natt: bool) {
+    fn note_valid(&mut self, now: Instant, d: &Datagram<'_>) {
+        let (local, remote, natt) = (d.local, d.remote, d.natt);
         self.last_heard = now;
         self.stats.messages_received += 1;
         if natt && !self.encap {
@@ -165,7 +194,7 @@ impl IkeSa {
         reassemble: bool,
         response: bool,
     ) -> Result<Option<(PayloadType, Vec<u8>)>, DatagramError> {
-        let Some(keys) = self.keys.as_ref() else {
+        let Some(keyed) = self.state.keyed() else {
             return Err(DatagramError::Unexpected);
         };
         let (off, hdr_len) = match msg.payloads.last() {
@@ -177,7 +206,7 @@ impl IkeSa {
             }
         };
         let mut buf = bytes.to_vec();
-        let Some(range) = glue::open(keys.inp.as_ref(), &mut buf, off, hdr_len) else {
+        let Some(range) = glue::open(keyed.keys.inp.as_ref(), &mut buf, off, hdr_len) else {
             self.stats.dropped += 1;
             return Err(DatagramError::Decrypt);
         };
@@ -204,22 +233,15 @@ impl IkeSa {
         req: Req,
         inner: &[Payload],
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        out: &mut Ctx<'_>,
     ) {
         match req {
             Req::Init => {}
             Req::Auth { child_spi } => {
                 self.initiator_auth_response(now, child_spi, inner, peer, out)
             }
-            Req::RekeyChild {
-                old_spi_in,
-                new_spi_in,
-                ni,
-                ke,
-            } => self.child_rekey_response(now, old_spi_in, new_spi_in, ni, ke, inner, peer, out),
-            Req::RekeyIke { new_spi, ni, ke } => {
-                self.ike_rekey_response(now, new_spi, ni, ke, inner, peer, out)
-            }
+            Req::RekeyChild(req) => self.child_rekey_response(now, req, inner, peer, out),
+            Req::RekeyIke(req) => self.ike_rekey_response(now, req, inner, peer, out),
             Req::Dpd => {}
             Req::DeleteChild { spi_in, reason } => {
                 if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
@@ -233,8 +255,8 @@ impl IkeSa {
                 }
             }
             Req::DeleteIke { reason } => {
-                if matches!(self.state, State::Replaced | State::Redundant) {
-                    self.dead = true;
+                if matches!(self.state, State::Replaced(_) | State::Redundant(_)) {
+                    self.state = State::Closed;
                 } else {
                     self.down(reason, out);
                 }
@@ -242,38 +264,45 @@ impl IkeSa {
         }
     }
 
-    fn set_ike_timers(&mut self, now: Instant, peer: &PeerConfig, config: &crate::config::Config) {
-        self.rekey_at = Some(now + peer.rekey_after(peer.ike_lifetime, glue::fraction()));
+    fn set_ike_timers(&mut self, now: Instant, peer: &PeerConfig, cx: &mut Ctx<'_>) {
+        self.rekey_at = Some(now + peer.rekey_after(peer.ike_lifetime, glue::fraction(cx.rng)));
         self.expire_at = Some(now + peer.ike_lifetime);
         self.deadline = None;
         self.last_heard = now;
         if self.nat_local && self.encap {
-            self.keepalive_at = Some(now + config.keepalive_interval);
+            self.keepalive_at = Some(now + cx.config.keepalive_interval);
         }
     }
 
-    /// The IKE_SA_INIT messages are only needed to compute and verify the
-    /// AUTH payloads; an established SA frees them.
-    fn forget_init_messages(&mut self) {
-        self.init_req = Vec::new();
-        self.init_resp = Vec::new();
+    /// Moves a handshake that just authenticated to `Established` (the
+    /// IKE_SA_INIT messages, only needed for AUTH, are freed) and returns
+    /// its nonces for the first Child SA's keys.
+    fn establish(&mut self) -> Option<(IkeChoice, Vec<u8>, Vec<u8>)> {
+        match mem::replace(&mut self.state, State::Closed) {
+            State::AuthSent(h) | State::HalfOpen(h) => {
+                let Handshake { keyed, ni, nr, .. } = *h;
+                let choice = keyed.choice;
+                self.state = State::Established(Box::new(keyed));
+                Some((choice, ni, nr))
+            }
+            other => {
+                self.state = other;
+                None
+            }
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn install_child(
-        &mut self,
-        now: Instant,
-        peer: &PeerConfig,
-        spi_in: u32,
-        spi_out: u32,
-        choice: EspChoice,
-        keys: (KeyMaterial, KeyMaterial),
-        ts_local: Vec<TrafficSelector>,
-        ts_remote: Vec<TrafficSelector>,
-        rekey_of: Option<u32>,
-        out: &mut Out<'_>,
-    ) {
-        let (key_in, key_out) = keys;
+    fn install_child(&mut self, now: Instant, peer: &PeerConfig, new: NewChild, out: &mut Ctx<'_>) {
+        let NewChild {
+            spi_in,
+            spi_out,
+            choice,
+            key_in,
+            key_out,
+            ts_local,
+            ts_remote,
+            rekey_of,
+        } = new;
         // Kept for the SA's lifetime: no spare capacity (one Child SA per
         // IKE SA is the common case, so the Vec grows one at a time too).
         let (mut ts_local, mut ts_remote) = (ts_local, ts_remote);
@@ -303,7 +332,7 @@ impl IkeSa {
             spi_out,
             ts_local,
             ts_remote,
-            rekey_at: Some(now + peer.rekey_after(peer.child_lifetime, glue::fraction())),
+            rekey_at: Some(now + peer.rekey_after(peer.child_lifetime, glue::fraction(out.rng))),
             expire_at: now + peer.child_lifetime,
             rekeying: false,
             replaced: false,
@@ -339,7 +368,7 @@ impl IkeSa {
         h: &Header,
         inner: &[Payload],
         peers: &[PeerConfig],
-        out: &mut Out<'_>,
+        out: &mut Ctx<'_>,
     ) {
         let idi = inner.iter().find_map(|p| match p {
             Payload::IdI(i) => Some(i),
@@ -349,7 +378,7 @@ impl IkeSa {
             Payload::Auth { method, data } => Some((*method, data)),
             _ => None,
         });
-        let fail = |s: &mut Self, reason: AuthFailure, out: &mut Out<'_>| {
+        let fail = |s: &mut Self, reason: AuthFailure, out: &mut Ctx<'_>| {
             s.respond(
                 ExchangeType::IKE_AUTH,
                 h.message_id,
@@ -360,7 +389,7 @@ impl IkeSa {
                 conn: s.conn,
                 reason,
             });
-            s.dead = true;
+            s.state = State::Closed;
         };
         let (Some(idi), Some((method, auth_data))) = (idi, auth) else {
             return fail(self, AuthFailure::BadAuth, out);
@@ -368,6 +397,10 @@ impl IkeSa {
         if method != AuthMethod::SHARED_KEY_MIC {
             return fail(self, AuthFailure::UnsupportedMethod, out);
         }
+        let Some(hs) = self.handshake() else {
+            return fail(self, AuthFailure::BadAuth, out);
+        };
+        let c = hs.keyed.choice;
         let ident = Identity::from_payload(idi);
         let mut order: Vec<usize> = vec![self.conn.0];
         order.extend((0..peers.len()).filter(|&i| i != self.conn.0));
@@ -378,7 +411,6 @@ impl IkeSa {
                     && id_matches(&peers[i].remote_id, &ident)
             })
             .filter(|&i| {
-                let c = self.choice.expect("half-open SA has a choice");
                 proposal::select_ike(
                     &peers[i].ike_proposals,
                     &[IkeProposal::choice_to_wire(&c, 1, &[])],
@@ -390,44 +422,46 @@ impl IkeSa {
         if candidates.is_empty() {
             return fail(self, AuthFailure::UnknownIdentity, out);
         }
-        let keys = self.keys.as_ref().expect("half-open SA has keys");
         let body = idi.body();
-        let Some(&conn) = candidates.iter().find(|&&i| {
+        let verified = candidates.iter().copied().find(|&i| {
             glue::verify_auth(
-                keys,
+                &hs.keyed.keys,
                 peers[i].psk.as_bytes(),
-                &self.init_req,
-                &self.nr,
+                &hs.init_req,
+                &hs.nr,
                 &body,
                 auth_data,
             )
-        }) else {
+        });
+        let Some(conn) = verified else {
+            return fail(self, AuthFailure::BadAuth, out);
+        };
+        let peer = &peers[conn];
+        let idr = peer.local_id.to_payload();
+        let our_auth = glue::auth(
+            &hs.keyed.keys,
+            peer.psk.as_bytes(),
+            &hs.init_resp,
+            &hs.ni,
+            &idr.body(),
+        );
+        let Some(our_auth) = our_auth else {
             return fail(self, AuthFailure::BadAuth, out);
         };
         self.conn = ConnId(conn);
         self.initial_contact = find_notify(inner, NotifyType::INITIAL_CONTACT).is_some();
-        self.peer_identity = ident.clone();
-        let peer = &peers[conn];
-        let idr = peer.local_id.to_payload();
-        let Some(our_auth) = glue::auth(
-            keys,
-            peer.psk.as_bytes(),
-            &self.init_resp,
-            &self.ni,
-            &idr.body(),
-        ) else {
+        self.peer_identity = ident;
+        let Some((algorithms, ni, nr)) = self.establish() else {
             return fail(self, AuthFailure::BadAuth, out);
         };
-        self.state = State::Established;
-        self.forget_init_messages();
-        self.set_ike_timers(now, peer, out.config);
+        self.set_ike_timers(now, peer, out);
         out.events.push_back(Event::IkeSaUp {
             conn: self.conn,
             spi_i: self.spi_i,
             spi_r: self.spi_r,
             initiator: false,
             udp_encap: self.encap,
-            algorithms: self.choice.expect("chosen in IKE_SA_INIT"),
+            algorithms,
         });
         self.push_secrets(out);
         let mut resp = vec![
@@ -437,11 +471,13 @@ impl IkeSa {
                 data: our_auth,
             },
         ];
-        match Self::select_child(peer, inner, true, None) {
+        let failed = match Self::select_child(peer, inner, true, None) {
             Ok((num, spi_out, choice, tsi, tsr)) => {
-                let spi_in = glue::esp_spi();
-                let keys = self.keys.as_ref().expect("keys");
-                match glue::child_keys(keys, None, &self.ni, &self.nr, choice.suite) {
+                let spi_in = glue::esp_spi(out.rng);
+                let keys = self
+                    .keyed()
+                    .and_then(|k| glue::child_keys(&k.keys, None, &ni, &nr, choice.suite));
+                match keys {
                     Some((i2r, r2i)) => {
                         resp.push(Payload::Sa(vec![EspProposal::choice_to_wire(
                             &choice, num, spi_in,
@@ -453,37 +489,29 @@ impl IkeSa {
                             selectors: tsr.clone(),
                         }));
                         self.respond(ExchangeType::IKE_AUTH, h.message_id, &resp, out);
-                        self.install_child(
-                            now,
-                            peer,
+                        let child = NewChild {
                             spi_in,
                             spi_out,
                             choice,
-                            (i2r, r2i),
-                            tsr,
-                            tsi,
-                            None,
-                            out,
-                        );
+                            key_in: i2r,
+                            key_out: r2i,
+                            ts_local: tsr,
+                            ts_remote: tsi,
+                            rekey_of: None,
+                        };
+                        self.install_child(now, peer, child, out);
                         return;
                     }
-                    None => {
-                        resp.push(notify(NotifyType::NO_PROPOSAL_CHOSEN));
-                        out.events.push_back(Event::ChildSaFailed {
-                            conn: self.conn,
-                            notify: NotifyType::NO_PROPOSAL_CHOSEN,
-                        });
-                    }
+                    None => NotifyType::NO_PROPOSAL_CHOSEN,
                 }
             }
-            Err(n) => {
-                resp.push(notify(n));
-                out.events.push_back(Event::ChildSaFailed {
-                    conn: self.conn,
-                    notify: n,
-                });
-            }
-        }
+            Err(n) => n,
+        };
+        resp.push(notify(failed));
+        out.events.push_back(Event::ChildSaFailed {
+            conn: self.conn,
+            notify: failed,
+        });
         self.respond(ExchangeType::IKE_AUTH, h.message_id, &resp, out);
     }
 
@@ -493,7 +521,7 @@ impl IkeSa {
         child_spi: u32,
         inner: &[Payload],
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        out: &mut Ctx<'_>,
     ) {
         if find_notify(inner, NotifyType::AUTHENTICATION_FAILED).is_some() {
             out.events.push_back(Event::AuthenticationFailed {
@@ -515,16 +543,18 @@ impl IkeSa {
                 .map_or(DownReason::Protocol, |n| DownReason::Refused(n.ty));
             return self.down(reason, out);
         };
-        let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
+        let Some(hs) = self.handshake() else {
+            return self.down(DownReason::Protocol, out);
+        };
         let reason = if method != AuthMethod::SHARED_KEY_MIC {
             Some(AuthFailure::UnsupportedMethod)
         } else if !id_matches(&peer.remote_id, &Identity::from_payload(idr)) {
             Some(AuthFailure::UnknownIdentity)
         } else if !glue::verify_auth(
-            keys,
+            &hs.keyed.keys,
             peer.psk.as_bytes(),
-            &self.init_resp,
-            &self.ni,
+            &hs.init_resp,
+            &hs.ni,
             &idr.body(),
             data,
         ) {
@@ -547,16 +577,17 @@ impl IkeSa {
             }
             return self.down(DownReason::AuthFailed, out);
         }
-        self.state = State::Established;
-        self.forget_init_messages();
-        self.set_ike_timers(now, peer, out.config);
+        let Some((algorithms, ni, nr)) = self.establish() else {
+            return self.down(DownReason::Protocol, out);
+        };
+        self.set_ike_timers(now, peer, out);
         out.events.push_back(Event::IkeSaUp {
             conn: self.conn,
             spi_i: self.spi_i,
             spi_r: self.spi_r,
             initiator: true,
             udp_encap: self.encap,
-            algorithms: self.choice.expect("chosen in IKE_SA_INIT"),
+            algorithms,
         });
         self.push_secrets(out);
         if let Some(n) = find_error_notify(inner) {
@@ -582,28 +613,27 @@ impl IkeSa {
             });
             return;
         }
-        let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
-        let Some((i2r, r2i)) = glue::child_keys(keys, None, &self.ni, &self.nr, choice.suite)
-        else {
+        let keys = self
+            .keyed()
+            .and_then(|k| glue::child_keys(&k.keys, None, &ni, &nr, choice.suite));
+        let Some((i2r, r2i)) = keys else {
             out.events.push_back(Event::ChildSaFailed {
                 conn: self.conn,
                 notify: NotifyType::NO_PROPOSAL_CHOSEN,
             });
             return;
         };
-        let (tsi, tsr) = (tsi.to_vec(), tsr.to_vec());
-        self.install_child(
-            now,
-            peer,
-            child_spi,
+        let child = NewChild {
+            spi_in: child_spi,
             spi_out,
             choice,
-            (r2i, i2r),
-            tsi,
-            tsr,
-            None,
-            out,
-        );
+            key_in: r2i,
+            key_out: i2r,
+            ts_local: tsi.to_vec(),
+            ts_remote: tsr.to_vec(),
+            rekey_of: None,
+        };
+        self.install_child(now, peer, child, out);
     }
 
     fn create_child_request(
@@ -612,11 +642,11 @@ impl IkeSa {
         h: &Header,
         inner: &[Payload],
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        out: &mut Ctx<'_>,
     ) {
         let id = h.message_id;
         let ex = ExchangeType::CREATE_CHILD_SA;
-        if self.state != State::Established {
+        if !self.is_established() {
             return self.respond(ex, id, &[notify(NotifyType::TEMPORARY_FAILURE)], out);
         }
         if sa_of(inner).is_some_and(|s| s.iter().any(|p| p.protocol == ProtocolId::IKE)) {
@@ -667,7 +697,7 @@ impl IkeSa {
                     out,
                 );
             };
-            let Some(k) = glue::kex(g) else {
+            let Some(k) = glue::kex(out.rng, g) else {
                 return self.respond(ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN)], out);
             };
             let Some(s) = glue::agree(&k, &ke.data) else {
@@ -676,16 +706,13 @@ impl IkeSa {
             g_ir = Some(s);
             our_ke = Some(k);
         }
-        let nr = glue::random(32);
-        let spi_in = glue::esp_spi();
-        let keys = self.keys.as_ref().expect("established");
-        let Some((i2r, r2i)) = glue::child_keys(
-            keys,
-            g_ir.as_deref().map(|v| v.as_slice()),
-            &ni,
-            &nr,
-            choice.suite,
-        ) else {
+        let nr = glue::random(out.rng, 32);
+        let spi_in = glue::esp_spi(out.rng);
+        let g_ir = g_ir.as_deref().map(|v| v.as_slice());
+        let keys = self
+            .keyed()
+            .and_then(|k| glue::child_keys(&k.keys, g_ir, &ni, &nr, choice.suite));
+        let Some((i2r, r2i)) = keys else {
             return self.respond(ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN)], out);
         };
         let mut resp = vec![
@@ -705,19 +732,17 @@ impl IkeSa {
             selectors: tsr.clone(),
         }));
         self.respond(ex, id, &resp, out);
-        let rekey_of = old_idx.map(|i| self.children[i].spi_in);
-        self.install_child(
-            now,
-            peer,
+        let child = NewChild {
             spi_in,
             spi_out,
             choice,
-            (i2r, r2i),
-            tsr,
-            tsi,
-            rekey_of,
-            out,
-        );
+            key_in: i2r,
+            key_out: r2i,
+            ts_local: tsr,
+            ts_remote: tsi,
+            rekey_of: old_idx.map(|i| self.children[i].spi_in),
+        };
+        self.install_child(now, peer, child, out);
         if let Some(i) = old_idx {
             let old = &mut self.children[i];
             if old.rekeying {
@@ -740,18 +765,18 @@ impl IkeSa {
         h: &Header,
         inner: &[Payload],
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        out: &mut Ctx<'_>,
     ) {
         let id = h.message_id;
         let ex = ExchangeType::CREATE_CHILD_SA;
         let our_rekey = matches!(
             self.pending,
             Some(Pending {
-                req: Req::RekeyIke { .. },
+                req: Req::RekeyIke(_),
                 ..
             })
         );
-        let busy = matches!(&self.pending, Some(p) if !matches!(p.req, Req::RekeyIke { .. } | Req::Dpd))
+        let busy = matches!(&self.pending, Some(p) if !matches!(p.req, Req::RekeyIke(_) | Req::Dpd))
             || self.children.iter().any(|c| c.rekeying);
         if busy {
             return self.respond(ex, id, &[notify(NotifyType::TEMPORARY_FAILURE)], out);
@@ -785,25 +810,27 @@ impl IkeSa {
         let Some(peer_spi) = peer_spi else {
             return self.respond(ex, id, &[notify(NotifyType::INVALID_SYNTAX)], out);
         };
-        let (Some(our_ke), nr, new_spi) = (glue::kex(choice.dh), glue::random(32), glue::ike_spi())
-        else {
+        let Some(our_ke) = glue::kex(out.rng, choice.dh) else {
             return self.respond(ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN)], out);
         };
+        let (nr, new_spi) = (glue::random(out.rng, 32), glue::ike_spi(out.rng));
         let Some(g_ir) = glue::agree(&our_ke, &ke.data) else {
             return self.respond(ex, id, &[notify(NotifyType::INVALID_SYNTAX)], out);
         };
-        let old_keys = self.keys.as_ref().expect("established");
-        let Some(keys) = glue::derive_ike_rekey(
-            old_keys,
-            &choice,
-            &g_ir,
+        let new_keys = NewIkeKeys {
+            choice: &choice,
+            g_ir: &g_ir,
             ni,
-            &nr,
-            peer_spi,
-            new_spi,
-            false,
-            out.config.export_ike_keys,
-        ) else {
+            nr: &nr,
+            spi_i: peer_spi,
+            spi_r: new_spi,
+            initiator: false,
+            export: out.config.export_ike_keys,
+        };
+        let keys = self
+            .keyed()
+            .and_then(|old| glue::derive_ike_rekey(&old.keys, &new_keys));
+        let Some(keys) = keys else {
             return self.respond(ex, id, &[notify(NotifyType::NO_PROPOSAL_CHOSEN)], out);
         };
         let resp = [
@@ -820,7 +847,14 @@ impl IkeSa {
         ];
         self.respond(ex, id, &resp, out);
         let new_sa = self.successor_sa(
-            now, peer, false, peer_spi, new_spi, choice, keys, out.config,
+            now,
+            Successor {
+                initiator: false,
+                spis: (peer_spi, new_spi),
+                keyed: Keyed { choice, keys },
+            },
+            peer,
+            out,
         );
         if our_rekey {
             self.ike_collision = Some(IkeCollision {
@@ -833,49 +867,51 @@ impl IkeSa {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The established IKE SA that an IKE rekey creates from this one.
     fn successor_sa(
         &self,
         now: Instant,
+        new: Successor,
         peer: &PeerConfig,
-        initiator: bool,
-        spi_i: u64,
-        spi_r: u64,
-        choice: IkeChoice,
-        keys: Keys,
-        config: &crate::config::Config,
+        cx: &mut Ctx<'_>,
     ) -> IkeSa {
-        let mut sa = IkeSa::blank(self.conn, initiator, self.local, self.remote, now);
+        let Successor {
+            initiator,
+            spis: (spi_i, spi_r),
+            keyed,
+        } = new;
+        let state = State::Established(Box::new(keyed));
+        let mut sa = IkeSa::blank(self.conn, initiator, (self.local, self.remote), state, now);
         sa.spi_i = spi_i;
         sa.spi_r = spi_r;
         sa.encap = self.encap;
         sa.nat_local = self.nat_local;
         sa.nat_remote = self.nat_remote;
-        sa.state = State::Established;
-        sa.choice = Some(choice);
-        sa.keys = Some(keys);
         sa.peer_frag = self.peer_frag;
-        sa.set_ike_timers(now, peer, config);
+        sa.set_ike_timers(now, peer, cx);
         sa
     }
 
-    /// Moves the Child SAs to `new` and retires this SA.
-    fn hand_over(&mut self, now: Instant, mut new: IkeSa, out: &mut Out<'_>) {
-        new.children = std::mem::take(&mut self.children);
-        out.events.push_back(Event::IkeSaRekeyed {
-            conn: self.conn,
-            old: (self.spi_i, self.spi_r),
-            new: (new.spi_i, new.spi_r),
-            algorithms: new.choice.expect("successor has its choice"),
-        });
+    /// Moves the Child SAs to `new` (an established successor) and retires
+    /// this SA.
+    fn hand_over(&mut self, now: Instant, mut new: IkeSa, out: &mut Ctx<'_>) {
+        new.children = mem::take(&mut self.children);
+        if let Some(algorithms) = new.algorithms() {
+            out.events.push_back(Event::IkeSaRekeyed {
+                conn: self.conn,
+                old: (self.spi_i, self.spi_r),
+                new: (new.spi_i, new.spi_r),
+                algorithms,
+            });
+        }
         new.push_secrets(out);
-        self.state = State::Replaced;
+        self.retire(State::Replaced);
         self.deadline = Some(now + REPLACED_LINGER);
         self.tasks.retain(|t| matches!(t, Task::DeleteIke(_)));
         self.spawned.push(new);
     }
 
-    fn informational_request(&mut self, h: &Header, inner: &[Payload], out: &mut Out<'_>) {
+    fn informational_request(&mut self, h: &Header, inner: &[Payload], out: &mut Ctx<'_>) {
         let mut delete_ike = false;
         let mut ours = Vec::new();
         for p in inner {
@@ -932,26 +968,28 @@ impl IkeSa {
         };
         self.respond(ExchangeType::INFORMATIONAL, h.message_id, &resp, out);
         if delete_ike {
-            if matches!(self.state, State::Replaced | State::Redundant) {
-                self.dead = true;
+            if matches!(self.state, State::Replaced(_) | State::Redundant(_)) {
+                self.state = State::Closed;
             } else {
                 self.down(DownReason::PeerDeleted, out);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn child_rekey_response(
         &mut self,
         now: Instant,
-        old_spi_in: u32,
-        new_spi_in: u32,
-        ni: Vec<u8>,
-        ke: Option<KeyExchange>,
+        req: ChildRekey,
         inner: &[Payload],
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        out: &mut Ctx<'_>,
     ) {
+        let ChildRekey {
+            old_spi_in,
+            new_spi_in,
+            ni,
+            ke,
+        } = req;
         let Some(oi) = self.children.iter().position(|c| c.spi_in == old_spi_in) else {
             return;
         };
@@ -1020,14 +1058,11 @@ impl IkeSa {
                 return peer_won(self, collision);
             }
         };
-        let keys = self.keys.as_ref().expect("established");
-        let Some((i2r, r2i)) = glue::child_keys(
-            keys,
-            g_ir.as_deref().map(|v| v.as_slice()),
-            &ni,
-            &nr,
-            choice.suite,
-        ) else {
+        let g_ir = g_ir.as_deref().map(|v| v.as_slice());
+        let keys = self
+            .keyed()
+            .and_then(|k| glue::child_keys(&k.keys, g_ir, &ni, &nr, choice.suite));
+        let Some((i2r, r2i)) = keys else {
             return peer_won(self, collision);
         };
         let old = &self.children[oi];
@@ -1040,18 +1075,17 @@ impl IkeSa {
             _ => (old.ts_local.clone(), old.ts_remote.clone()),
         };
         let old_spi_out = old.spi_out;
-        self.install_child(
-            now,
-            peer,
-            new_spi_in,
+        let child = NewChild {
+            spi_in: new_spi_in,
             spi_out,
             choice,
-            (r2i, i2r),
-            tsi,
-            tsr,
-            Some(old_spi_in),
-            out,
-        );
+            key_in: r2i,
+            key_out: i2r,
+            ts_local: tsi,
+            ts_remote: tsr,
+            rekey_of: Some(old_spi_in),
+        };
+        self.install_child(now, peer, child, out);
         self.stats.child_rekeys += 1;
         match collision {
             Some(col) if lowest_in_first(&ni, &nr, &col.peer_ni, &col.our_nr) => {
@@ -1093,19 +1127,17 @@ impl IkeSa {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn ike_rekey_response(
         &mut self,
         now: Instant,
-        new_spi: u64,
-        ni: Vec<u8>,
-        ke: KeyExchange,
+        req: IkeRekey,
         inner: &[Payload],
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        out: &mut Ctx<'_>,
     ) {
+        let IkeRekey { new_spi, ni, ke } = req;
         let collision = self.ike_collision.take();
-        let failed = |s: &mut Self, col: Option<IkeCollision>, retry: bool, out: &mut Out<'_>| {
+        let failed = |s: &mut Self, col: Option<IkeCollision>, retry: bool, out: &mut Ctx<'_>| {
             if let Some(col) = col {
                 s.hand_over(now, *col.new_sa, out);
             } else if retry {
@@ -1137,27 +1169,33 @@ impl IkeSa {
         let Some(g_ir) = glue::agree(&ke, &kr.data) else {
             return failed(self, collision, false, out);
         };
-        let old_keys = self.keys.as_ref().expect("established");
-        let Some(keys) = glue::derive_ike_rekey(
-            old_keys,
-            &choice,
-            &g_ir,
-            &ni,
+        let new_keys = NewIkeKeys {
+            choice: &choice,
+            g_ir: &g_ir,
+            ni: &ni,
             nr,
-            new_spi,
-            peer_spi,
-            true,
-            out.config.export_ike_keys,
-        ) else {
+            spi_i: new_spi,
+            spi_r: peer_spi,
+            initiator: true,
+            export: out.config.export_ike_keys,
+        };
+        let keys = self
+            .keyed()
+            .and_then(|old| glue::derive_ike_rekey(&old.keys, &new_keys));
+        let Some(keys) = keys else {
             return failed(self, collision, false, out);
         };
-        let mut ours =
-            self.successor_sa(now, peer, true, new_spi, peer_spi, choice, keys, out.config);
+        let successor = Successor {
+            initiator: true,
+            spis: (new_spi, peer_spi),
+            keyed: Keyed { choice, keys },
+        };
+        let mut ours = self.successor_sa(now, successor, peer, out);
         match collision {
             Some(col) if lowest_in_first(&ni, nr, &col.peer_ni, &col.our_nr) => {
                 // Our new SA is redundant: the peer's one takes over and the
                 // peer deletes the old SA; we delete ours.
-                ours.state = State::Redundant;
+                ours.retire(State::Redundant);
                 ours.rekey_at = None;
                 ours.deadline = Some(now + REPLACED_LINGER);
                 ours.queue(now, Task::DeleteIke(DownReason::LocalDelete), peer, out);
@@ -1167,7 +1205,7 @@ impl IkeSa {
             col => {
                 if let Some(col) = col {
                     let mut theirs = *col.new_sa;
-                    theirs.state = State::Redundant;
+                    theirs.retire(State::Redundant);
                     theirs.rekey_at = None;
                     theirs.deadline = Some(now + REPLACED_LINGER);
                     self.spawned.push(theirs);
@@ -1181,8 +1219,21 @@ impl IkeSa {
 
     // ------------------------------------------------------------ requests
 
+    /// Starts `task` for the API (or queues it behind the request in
+    /// flight).
+    pub fn request(
+        &mut self,
+        now: Instant,
+        task: Task,
+        peer: &PeerConfig,
+        cx: &mut Ctx<'_>,
+    ) -> Outcome {
+        self.queue(now, task, peer, cx);
+        self.outcome()
+    }
+
     /// Queues work needing the request window and starts it if idle.
-    pub fn queue(&mut self, now: Instant, task: Task, peer: &PeerConfig, out: &mut Out<'_>) {
+    fn queue(&mut self, now: Instant, task: Task, peer: &PeerConfig, out: &mut Ctx<'_>) {
         if !self.tasks.contains(&task) {
             self.tasks.push_back(task);
         }
@@ -1202,12 +1253,12 @@ impl IkeSa {
         now: Instant,
         spi_in: u32,
         peer: &PeerConfig,
-        out: &mut Out<'_>,
-    ) -> Result<(), ApiError> {
+        out: &mut Ctx<'_>,
+    ) -> Result<Outcome, ApiError> {
         let c = self.child_mut(spi_in)?;
         c.rekey_at = None;
         self.queue(now, Task::RekeyChild(spi_in), peer, out);
-        Ok(())
+        Ok(self.outcome())
     }
 
     pub fn queue_delete_child(
@@ -1215,8 +1266,8 @@ impl IkeSa {
         now: Instant,
         spi_in: u32,
         peer: &PeerConfig,
-        out: &mut Out<'_>,
-    ) -> Result<(), ApiError> {
+        out: &mut Ctx<'_>,
+    ) -> Result<Outcome, ApiError> {
         let c = self.child_mut(spi_in)?;
         c.deleting = true;
         c.rekey_at = None;
@@ -1226,16 +1277,14 @@ impl IkeSa {
             peer,
             out,
         );
-        Ok(())
+        Ok(self.outcome())
     }
 
-    pub(super) fn kick(&mut self, now: Instant, peer: &PeerConfig, out: &mut Out<'_>) {
-        if self.dead
-            || !matches!(
-                self.state,
-                State::Established | State::Replaced | State::Redundant
-            )
-        {
+    pub(super) fn kick(&mut self, now: Instant, peer: &PeerConfig, out: &mut Ctx<'_>) {
+        if !matches!(
+            self.state,
+            State::Established(_) | State::Replaced(_) | State::Redundant(_)
+        ) {
             return;
         }
         while self.pending.is_none() {
@@ -1246,8 +1295,8 @@ impl IkeSa {
         }
     }
 
-    fn start_task(&mut self, now: Instant, task: Task, peer: &PeerConfig, out: &mut Out<'_>) {
-        let established = self.state == State::Established;
+    fn start_task(&mut self, now: Instant, task: Task, peer: &PeerConfig, out: &mut Ctx<'_>) {
+        let established = self.is_established();
         match task {
             Task::RekeyChild(spi) if established => {
                 let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi) else {
@@ -1259,9 +1308,9 @@ impl IkeSa {
                 c.rekeying = true;
                 c.rekey_at = None;
                 let (ts_l, ts_r) = (c.ts_local.clone(), c.ts_remote.clone());
-                let new_spi_in = glue::esp_spi();
-                let ni = glue::random(32);
-                let ke = esp_group(peer).and_then(glue::kex);
+                let new_spi_in = glue::esp_spi(out.rng);
+                let ni = glue::random(out.rng, 32);
+                let ke = esp_group(peer).and_then(|g| glue::kex(out.rng, g));
                 let mut inner = vec![
                     Payload::Notify(Notify {
                         protocol: ProtocolId::ESP,
@@ -1280,22 +1329,24 @@ impl IkeSa {
                 }
                 inner.push(Payload::TsI(TsPayload { selectors: ts_l }));
                 inner.push(Payload::TsR(TsPayload { selectors: ts_r }));
-                let req = Req::RekeyChild {
+                let req = Req::RekeyChild(ChildRekey {
                     old_spi_in: spi,
                     new_spi_in,
                     ni,
                     ke,
-                };
+                });
                 self.send_request(now, ExchangeType::CREATE_CHILD_SA, &inner, req, peer, out);
             }
             Task::RekeyIke if established => {
-                let Some(choice) = self.choice else { return };
-                let Some(ke) = glue::kex(choice.dh) else {
+                let Some(choice) = self.algorithms() else {
+                    return;
+                };
+                let Some(ke) = glue::kex(out.rng, choice.dh) else {
                     return;
                 };
                 self.rekey_at = None;
-                let new_spi = glue::ike_spi();
-                let ni = glue::random(32);
+                let new_spi = glue::ike_spi(out.rng);
+                let ni = glue::random(out.rng, 32);
                 // Offer the current group first so that the KE matches.
                 let props = peer
                     .ike_proposals
@@ -1321,7 +1372,7 @@ impl IkeSa {
                     now,
                     ExchangeType::CREATE_CHILD_SA,
                     &inner,
-                    Req::RekeyIke { new_spi, ni, ke },
+                    Req::RekeyIke(IkeRekey { new_spi, ni, ke }),
                     peer,
                     out,
                 );
@@ -1370,14 +1421,25 @@ impl IkeSa {
 
     // -------------------------------------------------------------- timers
 
-    pub fn handle_timeout(&mut self, now: Instant, peers: &[PeerConfig], out: &mut Out<'_>) {
+    /// Processes the timers that expired by `now`.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        peers: &[PeerConfig],
+        cx: &mut Ctx<'_>,
+    ) -> Outcome {
+        self.run_timers(now, peers, cx);
+        self.outcome()
+    }
+
+    fn run_timers(&mut self, now: Instant, peers: &[PeerConfig], out: &mut Ctx<'_>) {
         let peer = &peers[self.conn.0];
-        if self.dead {
+        if self.is_closed() {
             return;
         }
         if self.deadline.is_some_and(|d| now >= d) {
             // Half-open, replaced or redundant SA that lingered too long.
-            self.dead = true;
+            self.state = State::Closed;
             return;
         }
         if let Some(p) = &mut self.pending {
@@ -1385,11 +1447,10 @@ impl IkeSa {
                 let dpd_expired = matches!(p.req, Req::Dpd)
                     && now.duration_since(p.first_sent) >= peer.dpd_timeout;
                 if p.retries >= peer.retransmit.max_retries || dpd_expired {
-                    if self.state == State::Established {
+                    if self.is_established() {
                         out.events.push_back(Event::PeerDead { conn: self.conn });
                     }
                     self.down(DownReason::Timeout, out);
-                    self.dead = true;
                     return;
                 }
                 p.retries += 1;
@@ -1404,7 +1465,7 @@ impl IkeSa {
                 self.stats.retransmits += 1;
             }
         }
-        if self.state != State::Established {
+        if !self.is_established() {
             return;
         }
         if self.expire_at.is_some_and(|t| now >= t) {
@@ -1462,12 +1523,8 @@ impl IkeSa {
         }
     }
 
-    pub fn next_timeout(
-        &self,
-        peers: &[PeerConfig],
-        _config: &crate::config::Config,
-    ) -> Option<Instant> {
-        if self.dead {
+    pub fn next_timeout(&self, peers: &[PeerConfig]) -> Option<Instant> {
+        if self.is_closed() {
             return None;
         }
         let peer = &peers[self.conn.0];
@@ -1479,7 +1536,7 @@ impl IkeSa {
         };
         consider(self.deadline);
         consider(self.pending.as_ref().map(|p| p.next_at));
-        if self.state == State::Established {
+        if self.is_established() {
             consider(self.rekey_at);
             consider(self.expire_at);
             consider(self.keepalive_at);

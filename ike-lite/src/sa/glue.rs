@@ -1,10 +1,12 @@
 //! The only place that calls into `crate::crypto`: key derivation, AUTH,
-//! SK sealing and randomness, adapted to what the state machine needs.
+//! SK sealing and randomness (always from the endpoint's injected RNG),
+//! adapted to what the state machine needs.
 
+use crate::child::KeyMaterial;
 use crate::crypto::{self, DhGroup, KeyExchange, PrfId, SecretBytes};
-use crate::endpoint::KeyMaterial;
 use crate::proposal::IkeChoice;
 use ipsec_core::crypto::{Cipher, Suite};
+use rand_core::CryptoRngCore;
 use std::net::SocketAddr;
 use zeroize::Zeroizing;
 
@@ -46,57 +48,59 @@ fn finish(
     })
 }
 
-/// Initial IKE SA keys (RFC 7296 §2.14); `export` keeps SK_e*/SK_a*.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn derive_ike(
-    choice: &IkeChoice,
-    ni: &[u8],
-    nr: &[u8],
-    g_ir: &[u8],
-    spi_i: u64,
-    spi_r: u64,
-    initiator: bool,
-    export: bool,
-) -> Option<Keys> {
+/// What the keys of a new IKE SA are computed from.
+pub(crate) struct NewIkeKeys<'a> {
+    pub choice: &'a IkeChoice,
+    /// The Diffie-Hellman shared secret.
+    pub g_ir: &'a [u8],
+    pub ni: &'a [u8],
+    pub nr: &'a [u8],
+    pub spi_i: u64,
+    pub spi_r: u64,
+    /// Whether we are the initiator of the exchange that made the SA.
+    pub initiator: bool,
+    /// Keep SK_e*/SK_a* for export (`Config::export_ike_keys`).
+    pub export: bool,
+}
+
+impl NewIkeKeys<'_> {
+    fn binding(&self) -> crypto::SaBinding<'_> {
+        crypto::SaBinding {
+            ni: self.ni,
+            nr: self.nr,
+            spi_i: self.spi_i.to_be_bytes(),
+            spi_r: self.spi_r.to_be_bytes(),
+        }
+    }
+}
+
+/// Initial IKE SA keys (RFC 7296 §2.14).
+pub(crate) fn derive_ike(n: &NewIkeKeys<'_>) -> Option<Keys> {
     let k = crypto::IkeSaKeys::derive(
-        choice.prf,
-        choice.suite,
-        ni,
-        nr,
-        g_ir,
-        spi_i.to_be_bytes(),
-        spi_r.to_be_bytes(),
+        n.choice.prf,
+        n.choice.suite,
+        n.ni,
+        n.nr,
+        n.g_ir,
+        n.spi_i.to_be_bytes(),
+        n.spi_r.to_be_bytes(),
     )
     .ok()?;
-    finish(k, choice, initiator, export)
+    finish(k, n.choice, n.initiator, n.export)
 }
 
 /// Keys of a rekeyed IKE SA (RFC 7296 §2.18).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn derive_ike_rekey(
-    old: &Keys,
-    choice: &IkeChoice,
-    g_ir: &[u8],
-    ni: &[u8],
-    nr: &[u8],
-    spi_i: u64,
-    spi_r: u64,
-    initiator: bool,
-    export: bool,
-) -> Option<Keys> {
+pub(crate) fn derive_ike_rekey(old: &Keys, n: &NewIkeKeys<'_>) -> Option<Keys> {
     let k = crypto::IkeSaKeys::derive_rekey(
         old.prf,
         &old.sk_d,
-        choice.prf,
-        choice.suite,
-        g_ir,
-        ni,
-        nr,
-        spi_i.to_be_bytes(),
-        spi_r.to_be_bytes(),
+        n.choice.prf,
+        n.choice.suite,
+        n.g_ir,
+        n.binding(),
     )
     .ok()?;
-    finish(k, choice, initiator, export)
+    finish(k, n.choice, n.initiator, n.export)
 }
 
 /// Child SA key material (i_to_r, r_to_i), RFC 7296 §2.17.
@@ -108,7 +112,7 @@ pub(crate) fn child_keys(
     suite: Suite,
 ) -> Option<(KeyMaterial, KeyMaterial)> {
     let k = crypto::child_keymat(keys.prf, &keys.sk_d, g_ir, ni, nr, suite).ok()?;
-    let conv = |d: &crypto::DirKeys| KeyMaterial::new(d.enc.to_vec(), d.integ.to_vec());
+    let conv = |d: &crypto::DirKeys| KeyMaterial::new(d.enc.clone(), d.integ.clone());
     Some((conv(&k.i_to_r), conv(&k.r_to_i)))
 }
 
@@ -153,8 +157,8 @@ pub(crate) fn verify_auth(
 }
 
 /// Generates a key exchange for `group`.
-pub(crate) fn kex(group: DhGroup) -> Option<KeyExchange> {
-    KeyExchange::generate(group).ok()
+pub(crate) fn kex(rng: &mut dyn CryptoRngCore, group: DhGroup) -> Option<KeyExchange> {
+    KeyExchange::generate_with(group, rng).ok()
 }
 
 /// The shared secret with the peer's public value.
@@ -219,25 +223,17 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// Fills `buf` from the OS CSPRNG. Without randomness no SPI, nonce or key
-/// can be made safely, so a broken RNG is a fatal host error.
-pub(crate) fn fill(buf: &mut [u8]) {
-    crypto::fill_random(buf).expect("operating system RNG failed");
-}
-
-/// Random bytes.
-pub(crate) fn random(n: usize) -> Vec<u8> {
+/// Random bytes (nonces, fake NAT detection hashes).
+pub(crate) fn random(rng: &mut dyn CryptoRngCore, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
-    fill(&mut v);
+    rng.fill_bytes(&mut v);
     v
 }
 
 /// A random non-zero IKE SPI.
-pub(crate) fn ike_spi() -> u64 {
+pub(crate) fn ike_spi(rng: &mut dyn CryptoRngCore) -> u64 {
     loop {
-        let mut b = [0u8; 8];
-        fill(&mut b);
-        let v = u64::from_be_bytes(b);
+        let v = rng.next_u64();
         if v != 0 {
             return v;
         }
@@ -245,11 +241,9 @@ pub(crate) fn ike_spi() -> u64 {
 }
 
 /// A random ESP SPI outside the reserved range 0..=255.
-pub(crate) fn esp_spi() -> u32 {
+pub(crate) fn esp_spi(rng: &mut dyn CryptoRngCore) -> u32 {
     loop {
-        let mut b = [0u8; 4];
-        fill(&mut b);
-        let v = u32::from_be_bytes(b);
+        let v = rng.next_u32();
         if v > 255 {
             return v;
         }
@@ -257,8 +251,6 @@ pub(crate) fn esp_spi() -> u32 {
 }
 
 /// A uniform random fraction in 0..1.
-pub(crate) fn fraction() -> f64 {
-    let mut b = [0u8; 4];
-    fill(&mut b);
-    f64::from(u32::from_be_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+pub(crate) fn fraction(rng: &mut dyn CryptoRngCore) -> f64 {
+    f64::from(rng.next_u32()) / (f64::from(u32::MAX) + 1.0)
 }

@@ -1,16 +1,22 @@
 //! One IKE SA: its exchanges (RFC 7296 §1.2-§1.4), Child SAs, timers,
 //! retransmission, rekeying with collision handling (§2.8.1) and NAT-T.
+//!
+//! The SA's [`State`] carries the data of its phase: the key exchange and
+//! nonce while IKE_SA_INIT runs, the keys and the negotiated algorithms
+//! from then on. The endpoint drives an SA through a [`Ctx`] (time,
+//! configuration, randomness, output queues) and learns what to do next
+//! from the returned [`Outcome`]. This module knows `events` and `child`,
+//! never the endpoint.
 
 mod exchange;
 mod glue;
 
-pub(crate) use glue::fill as fill_random;
-
-use crate::config::{Identity, PeerConfig};
+use crate::child::{ChildSa, KeyMaterial};
+use crate::config::{Config, ConnId, Identity, PeerConfig};
 use crate::crypto::{DhGroup, KeyExchange};
-use crate::endpoint::{
-    ApiError, AuthFailure, ChildDeleteReason, ChildSa, ConnId, DatagramError, DownReason, Event,
-    IkeSaSecrets, IkeSaStats, KeyMaterial, Out, Transmit,
+use crate::events::{
+    ApiError, AuthFailure, ChildDeleteReason, DatagramError, DownReason, Event, IkeSaSecrets,
+    IkeSaStats, Transmit,
 };
 use crate::message::{
     find_error_notify, find_notify, parse_payloads, AuthMethod, Delete, ExchangeType, Flags,
@@ -19,10 +25,70 @@ use crate::message::{
 };
 use crate::proposal::{self, EspChoice, EspProposal, IkeChoice, IkeProposal};
 use crate::ts::{self, TrafficSelector};
-use glue::Keys;
+use glue::{Keys, NewIkeKeys};
+use rand_core::CryptoRngCore;
 use std::collections::VecDeque;
+use std::mem;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// What an SA handler works with besides the SA: the configuration, the
+/// endpoint's random number generator and its output queues.
+pub(crate) struct Ctx<'a> {
+    pub config: &'a Config,
+    pub rng: &'a mut dyn CryptoRngCore,
+    pub transmits: &'a mut VecDeque<Transmit>,
+    pub events: &'a mut VecDeque<Event>,
+}
+
+/// One received IKE message and the addresses it came by.
+pub(crate) struct Datagram<'a> {
+    /// The local address it arrived on.
+    pub local: SocketAddr,
+    /// Its source.
+    pub remote: SocketAddr,
+    /// It came over the NAT-T port (its non-ESP marker is already removed).
+    pub natt: bool,
+    pub header: &'a Header,
+    /// The IKE message.
+    pub bytes: &'a [u8],
+}
+
+/// Whether a new IKE_SA_INIT request must carry a valid cookie
+/// (RFC 7296 §2.6), and the secret cookies are made with.
+pub(crate) struct CookiePolicy<'a> {
+    pub required: bool,
+    pub secret: &'a [u8],
+}
+
+/// Where an SA stands after a call, as far as the endpoint's tables go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// A responder SA waiting for IKE_AUTH (in the half-open table).
+    HalfOpen,
+    /// Any other live SA.
+    Live,
+    /// Finished: remove it.
+    Closed,
+}
+
+/// What the endpoint must do after an SA handled a call.
+#[must_use]
+pub(crate) struct Outcome {
+    /// New IKE SAs (IKE rekey) to register.
+    pub spawned: Vec<IkeSa>,
+    /// The peer authenticated as this identity with INITIAL_CONTACT: its
+    /// other IKE SAs of the same connection are stale (RFC 7296 §2.4).
+    pub initial_contact: Option<Identity>,
+    pub status: Status,
+}
+
+/// The result of handing a datagram to an SA.
+pub(crate) struct Handled {
+    /// Whether the datagram was acceptable.
+    pub result: Result<(), DatagramError>,
+    pub outcome: Outcome,
+}
 
 /// Work that needs the request window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,17 +111,8 @@ enum Req {
     Auth {
         child_spi: u32,
     },
-    RekeyChild {
-        old_spi_in: u32,
-        new_spi_in: u32,
-        ni: Vec<u8>,
-        ke: Option<KeyExchange>,
-    },
-    RekeyIke {
-        new_spi: u64,
-        ni: Vec<u8>,
-        ke: KeyExchange,
-    },
+    RekeyChild(ChildRekey),
+    RekeyIke(IkeRekey),
     Dpd,
     DeleteChild {
         spi_in: u32,
@@ -64,6 +121,21 @@ enum Req {
     DeleteIke {
         reason: DownReason,
     },
+}
+
+/// Our CREATE_CHILD_SA request rekeying a Child SA.
+struct ChildRekey {
+    old_spi_in: u32,
+    new_spi_in: u32,
+    ni: Vec<u8>,
+    ke: Option<KeyExchange>,
+}
+
+/// Our CREATE_CHILD_SA request rekeying the IKE SA.
+struct IkeRekey {
+    new_spi: u64,
+    ni: Vec<u8>,
+    ke: KeyExchange,
 }
 
 struct Pending {
@@ -75,20 +147,61 @@ struct Pending {
     next_at: Instant,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The phase of an IKE SA with the data that exists in that phase only.
 enum State {
     /// Initiator: IKE_SA_INIT sent.
-    InitSent,
+    InitSent(Box<InitSent>),
     /// Initiator: IKE_AUTH sent.
-    AuthSent,
+    AuthSent(Box<Handshake>),
     /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
-    HalfOpen,
+    HalfOpen(Box<Handshake>),
     /// Authenticated.
-    Established,
+    Established(Box<Keyed>),
     /// Replaced by a rekeyed IKE SA; only waits for the DELETE exchange.
-    Replaced,
+    Replaced(Box<Keyed>),
     /// Lost an IKE rekey collision; will be deleted (by us or the peer).
-    Redundant,
+    Redundant(Box<Keyed>),
+    /// Finished; the endpoint removes it.
+    Closed,
+}
+
+impl State {
+    /// The algorithms and keys, once IKE_SA_INIT is done.
+    fn keyed(&self) -> Option<&Keyed> {
+        match self {
+            State::AuthSent(h) | State::HalfOpen(h) => Some(&h.keyed),
+            State::Established(k) | State::Replaced(k) | State::Redundant(k) => Some(k),
+            State::InitSent(_) | State::Closed => None,
+        }
+    }
+}
+
+/// Initiator before the IKE_SA_INIT response.
+struct InitSent {
+    ke: KeyExchange,
+    ni: Vec<u8>,
+    /// The responder's cookie to echo (RFC 7296 §2.6).
+    cookie: Option<Vec<u8>>,
+    /// Restarts after COOKIE or INVALID_KE_PAYLOAD.
+    retries: u8,
+    /// The request as sent (AUTH signs it).
+    request: Vec<u8>,
+}
+
+/// The negotiated algorithms and the keys of an SA past IKE_SA_INIT.
+struct Keyed {
+    choice: IkeChoice,
+    keys: Keys,
+}
+
+/// IKE_SA_INIT done, IKE_AUTH not yet: AUTH needs both messages and the
+/// nonces; the first Child SA's keys need the nonces.
+struct Handshake {
+    keyed: Keyed,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    init_req: Vec<u8>,
+    init_resp: Vec<u8>,
 }
 
 /// Responder-side record of the peer's colliding rekey of the same SA.
@@ -136,15 +249,6 @@ pub(crate) struct IkeSa {
     nat_local: bool,
     nat_remote: bool,
     state: State,
-    choice: Option<IkeChoice>,
-    keys: Option<Keys>,
-    ni: Vec<u8>,
-    nr: Vec<u8>,
-    ke: Option<KeyExchange>,
-    init_req: Vec<u8>,
-    init_resp: Vec<u8>,
-    cookie: Option<Vec<u8>>,
-    init_retries: u8,
     peer_frag: bool,
     next_req_id: u32,
     pending: Option<Pending>,
@@ -161,18 +265,14 @@ pub(crate) struct IkeSa {
     deadline: Option<Instant>,
     seal_ctr: u64,
     ike_collision: Option<IkeCollision>,
-    pub stats: IkeSaStats,
-    /// New IKE SAs for the endpoint to register (IKE rekey).
-    pub spawned: Vec<IkeSa>,
-    /// Remove this SA.
-    pub dead: bool,
-    /// Key in the endpoint's half-open table.
-    pub half_open_key: Option<(u64, SocketAddr)>,
-    /// The peer sent INITIAL_CONTACT: older IKE SAs of this connection go.
-    pub initial_contact: bool,
+    stats: IkeSaStats,
+    /// New IKE SAs (IKE rekey) not yet handed to the endpoint.
+    spawned: Vec<IkeSa>,
+    /// The peer sent INITIAL_CONTACT, not yet reported to the endpoint.
+    initial_contact: bool,
     /// The identity the peer authenticated with (responder side), used to
     /// scope INITIAL_CONTACT to the SAs of that identity (RFC 7296 §2.4).
-    pub peer_identity: Option<Identity>,
+    peer_identity: Option<Identity>,
 }
 
 fn ke_of(payloads: &[Payload]) -> Option<&KePayload> {
@@ -251,24 +351,23 @@ pub(crate) fn answer_invalid_major(
     });
 }
 
-fn stateless_init_reply(
-    h: &Header,
-    local: SocketAddr,
-    remote: SocketAddr,
-    natt: bool,
-    n: Payload,
-    out: &mut Out<'_>,
-) {
-    let header = Header::new(h.spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0);
+fn stateless_init_reply(d: &Datagram<'_>, n: Payload, cx: &mut Ctx<'_>) {
+    let header = Header::new(
+        d.header.spi_i,
+        0,
+        ExchangeType::IKE_SA_INIT,
+        Flags::RESPONSE,
+        0,
+    );
     let msg = Message {
         header,
         payloads: vec![n],
     };
-    out.transmits.push_back(Transmit {
-        src: local,
-        dst: remote,
-        payload: with_marker(natt, msg.emit()),
-        non_esp_marker: natt,
+    cx.transmits.push_back(Transmit {
+        src: d.local,
+        dst: d.remote,
+        payload: with_marker(d.natt, msg.emit()),
+        non_esp_marker: d.natt,
     });
 }
 
@@ -284,8 +383,8 @@ impl IkeSa {
     fn blank(
         conn: ConnId,
         initiator: bool,
-        local: SocketAddr,
-        remote: SocketAddr,
+        (local, remote): (SocketAddr, SocketAddr),
+        state: State,
         now: Instant,
     ) -> Self {
         IkeSa {
@@ -298,16 +397,7 @@ impl IkeSa {
             encap: false,
             nat_local: false,
             nat_remote: false,
-            state: State::InitSent,
-            choice: None,
-            keys: None,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            ke: None,
-            init_req: Vec::new(),
-            init_resp: Vec::new(),
-            cookie: None,
-            init_retries: 0,
+            state,
             peer_frag: false,
             next_req_id: 0,
             pending: None,
@@ -326,11 +416,55 @@ impl IkeSa {
             ike_collision: None,
             stats: IkeSaStats::default(),
             spawned: Vec::new(),
-            dead: false,
-            half_open_key: None,
             initial_contact: false,
             peer_identity: None,
         }
+    }
+
+    /// What the endpoint must do now: the SAs spawned and the
+    /// INITIAL_CONTACT seen since the last call, and the SA's status.
+    fn outcome(&mut self) -> Outcome {
+        let status = match self.state {
+            State::HalfOpen(_) => Status::HalfOpen,
+            State::Closed => Status::Closed,
+            _ => Status::Live,
+        };
+        let initial_contact = if mem::take(&mut self.initial_contact) {
+            self.peer_identity.clone()
+        } else {
+            None
+        };
+        Outcome {
+            spawned: mem::take(&mut self.spawned),
+            initial_contact,
+            status,
+        }
+    }
+
+    /// The algorithms and keys, once IKE_SA_INIT is done.
+    fn keyed(&self) -> Option<&Keyed> {
+        self.state.keyed()
+    }
+
+    /// The IKE_SA_INIT data kept for IKE_AUTH.
+    fn handshake(&self) -> Option<&Handshake> {
+        match &self.state {
+            State::AuthSent(h) | State::HalfOpen(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Moves an established SA to `Replaced` or `Redundant` (`retire` is
+    /// the variant); other states are left alone.
+    fn retire(&mut self, retire: fn(Box<Keyed>) -> State) {
+        self.state = match mem::replace(&mut self.state, State::Closed) {
+            State::Established(k) => retire(k),
+            other => other,
+        };
     }
 
     /// Our own SPI, the key for demultiplexing.
@@ -343,26 +477,33 @@ impl IkeSa {
     }
 
     pub fn is_established(&self) -> bool {
-        self.state == State::Established && !self.dead
+        matches!(self.state, State::Established(_))
     }
 
-    pub fn is_half_open(&self) -> bool {
-        self.state == State::HalfOpen
+    /// The identity the peer authenticated with (responder side).
+    pub fn peer_identity(&self) -> Option<&Identity> {
+        self.peer_identity.as_ref()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> IkeSaStats {
+        self.stats
     }
 
     /// The negotiated algorithms (once IKE_SA_INIT is done).
     pub fn algorithms(&self) -> Option<IkeChoice> {
-        self.choice
+        self.keyed().map(|k| k.choice)
     }
 
     /// The exportable secrets (only kept with `Config::export_ike_keys`).
     pub fn secrets(&self) -> Option<IkeSaSecrets> {
-        let [sk_ei, sk_er, sk_ai, sk_ar] = self.keys.as_ref()?.export.clone()?;
+        let keyed = self.keyed()?;
+        let [sk_ei, sk_er, sk_ai, sk_ar] = keyed.keys.export.clone()?;
         Some(IkeSaSecrets {
             conn: self.conn,
             spi_i: self.spi_i,
             spi_r: self.spi_r,
-            algorithms: self.choice?,
+            algorithms: keyed.choice,
             sk_ei,
             sk_er,
             sk_ai,
@@ -371,9 +512,9 @@ impl IkeSa {
     }
 
     /// Queues [`Event::IkeSaSecrets`] when secrets are exported.
-    fn push_secrets(&self, out: &mut Out<'_>) {
+    fn push_secrets(&self, cx: &mut Ctx<'_>) {
         if let Some(s) = self.secrets() {
-            out.events.push_back(Event::IkeSaSecrets(Box::new(s)));
+            cx.events.push_back(Event::IkeSaSecrets(Box::new(s)));
         }
     }
 
@@ -408,8 +549,8 @@ impl IkeSa {
         f
     }
 
-    fn transmit(&self, payload: Vec<u8>, out: &mut Out<'_>) {
-        out.transmits.push_back(Transmit {
+    fn transmit(&self, payload: Vec<u8>, cx: &mut Ctx<'_>) {
+        cx.transmits.push_back(Transmit {
             src: self.local,
             dst: self.remote,
             payload,
@@ -433,7 +574,7 @@ impl IkeSa {
             msg_id,
         );
         let (mut buf, off) = Message::emit_unsealed(&header, inner);
-        let keys = self.keys.as_ref()?;
+        let keys = &self.state.keyed()?.keys;
         self.seal_ctr += 1;
         if !glue::seal(keys.out.as_ref(), &mut buf, off, self.seal_ctr) {
             return None;
@@ -457,8 +598,7 @@ impl IkeSa {
         if !self.peer_frag || whole.len() - marker <= max {
             return Some(vec![whole]);
         }
-        let keys = self.keys.as_ref()?;
-        let c = keys.out.as_ref();
+        let c = self.state.keyed()?.keys.out.as_ref();
         let overhead = HEADER_LEN + 8 + c.iv_len() + c.icv_len() + c.block_len() + 1;
         let chunk = max.checked_sub(overhead).filter(|c| *c >= 64)?;
         let mut plain = Vec::new();
@@ -499,12 +639,12 @@ impl IkeSa {
         exchange: ExchangeType,
         msg_id: u32,
         inner: &[Payload],
-        out: &mut Out<'_>,
+        cx: &mut Ctx<'_>,
     ) {
-        if let Some(dgrams) = self.seal_all(exchange, true, msg_id, inner, out.config.fragment_size)
+        if let Some(dgrams) = self.seal_all(exchange, true, msg_id, inner, cx.config.fragment_size)
         {
             for d in &dgrams {
-                self.transmit(d.clone(), out);
+                self.transmit(d.clone(), cx);
             }
             self.last_resp = Some((msg_id, dgrams));
             self.stats.responses_sent += 1;
@@ -519,16 +659,16 @@ impl IkeSa {
         inner: &[Payload],
         req: Req,
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        cx: &mut Ctx<'_>,
     ) {
         let msg_id = self.next_req_id;
-        let Some(dgrams) = self.seal_all(exchange, false, msg_id, inner, out.config.fragment_size)
+        let Some(dgrams) = self.seal_all(exchange, false, msg_id, inner, cx.config.fragment_size)
         else {
             return;
         };
         self.next_req_id += 1;
         for d in &dgrams {
-            self.transmit(d.clone(), out);
+            self.transmit(d.clone(), cx);
         }
         self.stats.requests_sent += 1;
         self.pending = Some(Pending {
@@ -542,16 +682,19 @@ impl IkeSa {
     }
 
     /// Drops this SA because the peer restarted (INITIAL_CONTACT on a newer SA).
-    pub fn drop_stale(&mut self, out: &mut Out<'_>) {
-        self.down(DownReason::InitialContact, out);
+    pub fn drop_stale(&mut self, cx: &mut Ctx<'_>) -> Outcome {
+        self.down(DownReason::InitialContact, cx);
+        self.outcome()
     }
 
-    fn down(&mut self, reason: DownReason, out: &mut Out<'_>) {
-        if self.dead {
+    /// Closes the SA: reports its Child SAs deleted and, unless it was
+    /// already replaced or redundant, the IKE SA down.
+    fn down(&mut self, reason: DownReason, cx: &mut Ctx<'_>) {
+        if self.is_closed() {
             return;
         }
         for c in self.children.drain(..) {
-            out.events.push_back(Event::ChildSaDeleted {
+            cx.events.push_back(Event::ChildSaDeleted {
                 conn: self.conn,
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
@@ -560,14 +703,14 @@ impl IkeSa {
         }
         if matches!(
             self.state,
-            State::Established | State::AuthSent | State::InitSent | State::HalfOpen
+            State::Established(_) | State::AuthSent(_) | State::InitSent(_) | State::HalfOpen(_)
         ) {
-            out.events.push_back(Event::IkeSaDown {
+            cx.events.push_back(Event::IkeSaDown {
                 conn: self.conn,
                 reason,
             });
         }
-        self.dead = true;
+        self.state = State::Closed;
     }
 
     // ----------------------------------------------------------------- init
@@ -576,7 +719,7 @@ impl IkeSa {
         now: Instant,
         conn: ConnId,
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        cx: &mut Ctx<'_>,
     ) -> Result<IkeSa, ApiError> {
         let group = peer
             .ike_proposals
@@ -584,18 +727,30 @@ impl IkeSa {
             .and_then(|p| p.dh.first())
             .copied()
             .ok_or(ApiError::BadConfig)?;
-        let mut sa = IkeSa::blank(conn, true, peer.local, peer.remote, now);
-        sa.spi_i = glue::ike_spi();
-        sa.ni = glue::random(32);
-        sa.ke = Some(glue::kex(group).ok_or(ApiError::BadConfig)?);
-        sa.send_init(now, peer, out);
+        let spi_i = glue::ike_spi(cx.rng);
+        let ni = glue::random(cx.rng, 32);
+        let ke = glue::kex(cx.rng, group).ok_or(ApiError::BadConfig)?;
+        let init = InitSent {
+            ke,
+            ni,
+            cookie: None,
+            retries: 0,
+            request: Vec::new(),
+        };
+        let addrs = (peer.local, peer.remote);
+        let mut sa = IkeSa::blank(conn, true, addrs, State::InitSent(Box::new(init)), now);
+        sa.spi_i = spi_i;
+        sa.send_init(now, peer, cx);
         Ok(sa)
     }
 
-    fn send_init(&mut self, now: Instant, peer: &PeerConfig, out: &mut Out<'_>) {
-        let Some(ke) = self.ke.as_ref() else { return };
+    /// Sends (or, after COOKIE / INVALID_KE_PAYLOAD, re-sends) IKE_SA_INIT.
+    fn send_init(&mut self, now: Instant, peer: &PeerConfig, cx: &mut Ctx<'_>) {
+        let State::InitSent(init) = &self.state else {
+            return;
+        };
         let mut payloads = Vec::new();
-        if let Some(c) = &self.cookie {
+        if let Some(c) = &init.cookie {
             payloads.push(notify_data(NotifyType::COOKIE, c.clone()));
         }
         let props = peer
@@ -606,12 +761,12 @@ impl IkeSa {
             .collect();
         payloads.push(Payload::Sa(props));
         payloads.push(Payload::Ke(KePayload {
-            group: ke.group().0,
-            data: ke.public_value().to_vec(),
+            group: init.ke.group().0,
+            data: init.ke.public_value().to_vec(),
         }));
-        payloads.push(Payload::Nonce(self.ni.clone()));
+        payloads.push(Payload::Nonce(init.ni.clone()));
         let src = if peer.force_encap {
-            glue::random(20)
+            glue::random(cx.rng, 20)
         } else {
             glue::nat_hash(self.spi_i, 0, self.local)
         };
@@ -632,9 +787,11 @@ impl IkeSa {
             payloads,
         };
         let bytes = msg.emit();
-        self.init_req = bytes.clone();
+        if let State::InitSent(init) = &mut self.state {
+            init.request = bytes.clone();
+        }
         self.next_req_id = 1;
-        self.transmit(bytes.clone(), out);
+        self.transmit(bytes.clone(), cx);
         self.stats.requests_sent += 1;
         self.pending = Some(Pending {
             msg_id: 0,
@@ -647,41 +804,40 @@ impl IkeSa {
     }
 
     /// Re-sends the cached IKE_SA_INIT response for a retransmitted request.
-    pub fn resend_init_response(
-        &mut self,
-        msg: &[u8],
-        out: &mut Out<'_>,
-    ) -> Result<(), DatagramError> {
-        if self.state != State::HalfOpen || msg != self.init_req.as_slice() {
-            return Err(DatagramError::Unexpected);
-        }
-        if let Some((_, d)) = &self.last_resp {
-            for d in d.clone() {
-                self.transmit(d, out);
+    pub fn resend_init_response(&mut self, msg: &[u8], cx: &mut Ctx<'_>) -> Handled {
+        let result = match &self.state {
+            State::HalfOpen(h) if msg == h.init_req.as_slice() => {
+                if let Some((_, d)) = &self.last_resp {
+                    for d in d.clone() {
+                        self.transmit(d, cx);
+                    }
+                    self.stats.responses_sent += 1;
+                }
+                Ok(())
             }
-            self.stats.responses_sent += 1;
+            _ => Err(DatagramError::Unexpected),
+        };
+        Handled {
+            result,
+            outcome: self.outcome(),
         }
-        Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Answers a new IKE_SA_INIT request: a half-open responder SA, or a
+    /// stateless refusal (cookie, INVALID_KE_PAYLOAD, no proposal).
     pub fn respond_init(
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        natt: bool,
-        h: &Header,
-        bytes: &[u8],
+        d: &Datagram<'_>,
         peers: &[PeerConfig],
-        require_cookie: bool,
-        cookie_secret: &[u8],
-        out: &mut Out<'_>,
+        cookies: &CookiePolicy<'_>,
+        cx: &mut Ctx<'_>,
     ) -> Result<IkeSa, DatagramError> {
-        let msg = match Message::parse(bytes) {
+        let (h, local, remote, natt) = (d.header, d.local, d.remote, d.natt);
+        let msg = match Message::parse(d.bytes) {
             Ok(m) => m,
             Err(ParseError::UnsupportedCritical(t)) => {
                 let n = notify_data(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0]);
-                stateless_init_reply(h, local, remote, natt, n, out);
+                stateless_init_reply(d, n, cx);
                 return Err(DatagramError::Parse(ParseError::UnsupportedCritical(t)));
             }
             Err(e) => return Err(DatagramError::Parse(e)),
@@ -691,25 +847,18 @@ impl IkeSa {
         }
         let p = &msg.payloads;
         let (Some(offered), Some(ke), Some(ni)) = (sa_of(p), ke_of(p), nonce_of(p)) else {
-            stateless_init_reply(
-                h,
-                local,
-                remote,
-                natt,
-                notify(NotifyType::INVALID_SYNTAX),
-                out,
-            );
+            stateless_init_reply(d, notify(NotifyType::INVALID_SYNTAX), cx);
             return Err(DatagramError::Refused);
         };
-        let refuse = |n: Payload, out: &mut Out<'_>| {
-            stateless_init_reply(h, local, remote, natt, n, out);
+        let refuse = |n: Payload, cx: &mut Ctx<'_>| {
+            stateless_init_reply(d, n, cx);
             Err(DatagramError::Refused)
         };
-        if require_cookie {
-            let expected = glue::cookie(cookie_secret, ni, remote.ip(), h.spi_i);
+        if cookies.required {
+            let expected = glue::cookie(cookies.secret, ni, remote.ip(), h.spi_i);
             let ok = matches!(p.first(), Some(Payload::Notify(n)) if n.ty == NotifyType::COOKIE && glue::ct_eq(&n.data, &expected));
             if !ok {
-                return refuse(notify_data(NotifyType::COOKIE, expected), out);
+                return refuse(notify_data(NotifyType::COOKIE, expected), cx);
             }
         }
         let candidates: Vec<usize> = (0..peers.len())
@@ -719,7 +868,7 @@ impl IkeSa {
             proposal::select_ike(&peers[i].ike_proposals, offered, Some(DhGroup(ke.group)))
                 .map(|c| (i, c))
         }) else {
-            return refuse(notify(NotifyType::NO_PROPOSAL_CHOSEN), out);
+            return refuse(notify(NotifyType::NO_PROPOSAL_CHOSEN), cx);
         };
         if choice.dh.0 != ke.group {
             return refuse(
@@ -727,36 +876,29 @@ impl IkeSa {
                     NotifyType::INVALID_KE_PAYLOAD,
                     choice.dh.0.to_be_bytes().to_vec(),
                 ),
-                out,
+                cx,
             );
         }
         let peer = &peers[conn];
-        let Some(our_ke) = glue::kex(choice.dh) else {
-            return refuse(notify(NotifyType::NO_PROPOSAL_CHOSEN), out);
+        let Some(our_ke) = glue::kex(cx.rng, choice.dh) else {
+            return refuse(notify(NotifyType::NO_PROPOSAL_CHOSEN), cx);
         };
         let Some(g_ir) = glue::agree(&our_ke, &ke.data) else {
-            return refuse(notify(NotifyType::INVALID_SYNTAX), out);
+            return refuse(notify(NotifyType::INVALID_SYNTAX), cx);
         };
-        let mut sa = IkeSa::blank(ConnId(conn), false, local, remote, now);
-        sa.spi_i = h.spi_i;
-        sa.spi_r = glue::ike_spi();
-        sa.ni = ni.to_vec();
-        sa.nr = glue::random(32);
-        sa.choice = Some(choice);
-        sa.keys = Some(
-            glue::derive_ike(
-                &choice,
-                &sa.ni,
-                &sa.nr,
-                &g_ir,
-                sa.spi_i,
-                sa.spi_r,
-                false,
-                out.config.export_ike_keys,
-            )
-            .ok_or(DatagramError::Refused)?,
-        );
-        sa.encap = natt;
+        let spi_r = glue::ike_spi(cx.rng);
+        let nr = glue::random(cx.rng, 32);
+        let keys = glue::derive_ike(&NewIkeKeys {
+            choice: &choice,
+            g_ir: &g_ir,
+            ni,
+            nr: &nr,
+            spi_i: h.spi_i,
+            spi_r,
+            initiator: false,
+            export: cx.config.export_ike_keys,
+        })
+        .ok_or(DatagramError::Refused)?;
         // NAT detection: the request's hashes use SPIr = 0.
         let srcs: Vec<&Notify> = p
             .iter()
@@ -767,40 +909,41 @@ impl IkeSa {
             .collect();
         let dst = find_notify(p, NotifyType::NAT_DETECTION_DESTINATION_IP);
         let natd = !srcs.is_empty() && dst.is_some();
+        let (mut nat_local, mut nat_remote) = (false, false);
         if natd {
             let expect_src = glue::nat_hash(h.spi_i, 0, remote);
-            sa.nat_remote = !srcs.iter().any(|n| n.data == expect_src);
-            sa.nat_local = dst.is_some_and(|n| n.data != glue::nat_hash(h.spi_i, 0, local))
+            nat_remote = !srcs.iter().any(|n| n.data == expect_src);
+            nat_local = dst.is_some_and(|n| n.data != glue::nat_hash(h.spi_i, 0, local))
                 || peer.force_encap;
         }
-        sa.peer_frag = find_notify(p, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+        let peer_frag = find_notify(p, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         let mut payloads = vec![
             Payload::Sa(vec![IkeProposal::choice_to_wire(&choice, num, &[])]),
             Payload::Ke(KePayload {
                 group: choice.dh.0,
                 data: our_ke.public_value().to_vec(),
             }),
-            Payload::Nonce(sa.nr.clone()),
+            Payload::Nonce(nr.clone()),
         ];
         if natd {
             let src = if peer.force_encap {
-                glue::random(20)
+                glue::random(cx.rng, 20)
             } else {
-                glue::nat_hash(sa.spi_i, sa.spi_r, local)
+                glue::nat_hash(h.spi_i, spi_r, local)
             };
             payloads.push(notify_data(NotifyType::NAT_DETECTION_SOURCE_IP, src));
             payloads.push(notify_data(
                 NotifyType::NAT_DETECTION_DESTINATION_IP,
-                glue::nat_hash(sa.spi_i, sa.spi_r, remote),
+                glue::nat_hash(h.spi_i, spi_r, remote),
             ));
         }
-        if sa.peer_frag {
+        if peer_frag {
             payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED));
         }
         let resp = Message {
             header: Header::new(
-                sa.spi_i,
-                sa.spi_r,
+                h.spi_i,
+                spi_r,
                 ExchangeType::IKE_SA_INIT,
                 Flags::RESPONSE,
                 0,
@@ -808,18 +951,29 @@ impl IkeSa {
             payloads,
         }
         .emit();
-        sa.init_req = bytes.to_vec();
-        sa.init_resp = resp.clone();
+        let handshake = Handshake {
+            keyed: Keyed { choice, keys },
+            ni: ni.to_vec(),
+            nr,
+            init_req: d.bytes.to_vec(),
+            init_resp: resp.clone(),
+        };
+        let state = State::HalfOpen(Box::new(handshake));
+        let mut sa = IkeSa::blank(ConnId(conn), false, (local, remote), state, now);
+        sa.spi_i = h.spi_i;
+        sa.spi_r = spi_r;
+        sa.encap = natt;
+        sa.nat_local = nat_local;
+        sa.nat_remote = nat_remote;
+        sa.peer_frag = peer_frag;
         let dgram = with_marker(natt, resp);
-        sa.transmit(dgram.clone(), out);
+        sa.transmit(dgram.clone(), cx);
         sa.stats.responses_sent += 1;
         sa.last_resp = Some((0, vec![dgram]));
         sa.next_peer_id = 1;
-        sa.state = State::HalfOpen;
-        sa.half_open_key = Some((h.spi_i, remote));
-        sa.deadline = Some(now + out.config.half_open_timeout);
+        sa.deadline = Some(now + cx.config.half_open_timeout);
         if sa.nat_local || sa.nat_remote {
-            out.events.push_back(Event::NatDetected {
+            cx.events.push_back(Event::NatDetected {
                 conn: sa.conn,
                 local_behind_nat: sa.nat_local,
                 remote_behind_nat: sa.nat_remote,
@@ -834,19 +988,20 @@ impl IkeSa {
         msg: &Message,
         bytes: &[u8],
         peer: &PeerConfig,
-        out: &mut Out<'_>,
+        cx: &mut Ctx<'_>,
     ) -> Result<(), DatagramError> {
+        let State::InitSent(init) = &mut self.state else {
+            return Err(DatagramError::Unexpected);
+        };
         let p = &msg.payloads;
         if let Some(c) = find_notify(p, NotifyType::COOKIE) {
-            if self.cookie.is_some() && self.init_retries >= 3
-                || c.data.is_empty()
-                || c.data.len() > 64
+            if init.cookie.is_some() && init.retries >= 3 || c.data.is_empty() || c.data.len() > 64
             {
                 return Err(DatagramError::Unexpected);
             }
-            self.init_retries += 1;
-            self.cookie = Some(c.data.clone());
-            self.send_init(now, peer, out);
+            init.retries += 1;
+            init.cookie = Some(c.data.clone());
+            self.send_init(now, peer, cx);
             return Ok(());
         }
         if let Some(n) = find_notify(p, NotifyType::INVALID_KE_PAYLOAD) {
@@ -855,60 +1010,62 @@ impl IkeSa {
             };
             let group = DhGroup(u16::from_be_bytes(g));
             let offered = peer.ike_proposals.iter().any(|p| p.dh.contains(&group));
-            let current = self.ke.as_ref().map(KeyExchange::group);
-            if !offered || current == Some(group) || self.init_retries >= 3 {
-                self.down(DownReason::Refused(NotifyType::INVALID_KE_PAYLOAD), out);
+            if !offered || init.ke.group() == group || init.retries >= 3 {
+                self.down(DownReason::Refused(NotifyType::INVALID_KE_PAYLOAD), cx);
                 return Ok(());
             }
-            let Some(ke) = glue::kex(group) else {
-                self.down(DownReason::Refused(NotifyType::INVALID_KE_PAYLOAD), out);
+            let Some(ke) = glue::kex(cx.rng, group) else {
+                self.down(DownReason::Refused(NotifyType::INVALID_KE_PAYLOAD), cx);
                 return Ok(());
             };
-            self.init_retries += 1;
-            self.ke = Some(ke);
-            self.send_init(now, peer, out);
+            init.retries += 1;
+            init.ke = ke;
+            self.send_init(now, peer, cx);
             return Ok(());
         }
         if let Some(n) = find_error_notify(p) {
-            self.down(DownReason::Refused(n.ty), out);
+            self.down(DownReason::Refused(n.ty), cx);
             return Ok(());
         }
         let (Some(sa), Some(kep), Some(nr)) = (sa_of(p), ke_of(p), nonce_of(p)) else {
             return Err(DatagramError::Unexpected);
         };
-        let fail = |s: &mut Self, out: &mut Out<'_>| {
-            s.down(DownReason::Protocol, out);
-            Ok(())
-        };
         let Some(choice) = proposal::accept_ike(&peer.ike_proposals, sa) else {
-            return fail(self, out);
+            self.down(DownReason::Protocol, cx);
+            return Ok(());
         };
-        let Some(ke) = self.ke.take() else {
-            return fail(self, out);
+        let ke = &init.ke;
+        let g_ir = (kep.group == ke.group().0 && choice.dh == ke.group() && msg.header.spi_r != 0)
+            .then(|| glue::agree(ke, &kep.data))
+            .flatten();
+        let keys = g_ir.and_then(|g_ir| {
+            glue::derive_ike(&NewIkeKeys {
+                choice: &choice,
+                g_ir: &g_ir,
+                ni: &init.ni,
+                nr,
+                spi_i: self.spi_i,
+                spi_r: msg.header.spi_r,
+                initiator: true,
+                export: cx.config.export_ike_keys,
+            })
+        });
+        let Some(keys) = keys else {
+            self.down(DownReason::Protocol, cx);
+            return Ok(());
         };
-        if kep.group != ke.group().0 || choice.dh != ke.group() || msg.header.spi_r == 0 {
-            return fail(self, out);
-        }
-        let Some(g_ir) = glue::agree(&ke, &kep.data) else {
-            return fail(self, out);
+        let State::InitSent(init) = mem::replace(&mut self.state, State::Closed) else {
+            return Err(DatagramError::Unexpected);
         };
+        let InitSent { ni, request, .. } = *init;
+        self.state = State::AuthSent(Box::new(Handshake {
+            keyed: Keyed { choice, keys },
+            ni,
+            nr: nr.to_vec(),
+            init_req: request,
+            init_resp: bytes.to_vec(),
+        }));
         self.spi_r = msg.header.spi_r;
-        self.nr = nr.to_vec();
-        let Some(keys) = glue::derive_ike(
-            &choice,
-            &self.ni,
-            &self.nr,
-            &g_ir,
-            self.spi_i,
-            self.spi_r,
-            true,
-            out.config.export_ike_keys,
-        ) else {
-            return fail(self, out);
-        };
-        self.choice = Some(choice);
-        self.keys = Some(keys);
-        self.init_resp = bytes.to_vec();
         self.peer_frag = find_notify(p, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         let srcs: Vec<&Notify> = p
             .iter()
@@ -927,9 +1084,9 @@ impl IkeSa {
                 dst.data != glue::nat_hash(self.spi_i, self.spi_r, self.local) || peer.force_encap;
             if self.nat_local || self.nat_remote {
                 self.encap = true;
-                self.local.set_port(out.config.natt_port);
-                self.remote.set_port(out.config.natt_port);
-                out.events.push_back(Event::NatDetected {
+                self.local.set_port(cx.config.natt_port);
+                self.remote.set_port(cx.config.natt_port);
+                cx.events.push_back(Event::NatDetected {
                     conn: self.conn,
                     local_behind_nat: self.nat_local,
                     remote_behind_nat: self.nat_remote,
@@ -937,27 +1094,27 @@ impl IkeSa {
             }
         }
         self.pending = None;
-        self.send_auth(now, peer, out);
+        self.send_auth(now, peer, cx);
         Ok(())
     }
 
     // ----------------------------------------------------------------- auth
 
-    fn send_auth(&mut self, now: Instant, peer: &PeerConfig, out: &mut Out<'_>) {
-        let Some(keys) = self.keys.as_ref() else {
+    fn send_auth(&mut self, now: Instant, peer: &PeerConfig, cx: &mut Ctx<'_>) {
+        let Some(h) = self.handshake() else {
             return;
         };
         let idi = peer.local_id.to_payload();
         let Some(auth) = glue::auth(
-            keys,
+            &h.keyed.keys,
             peer.psk.as_bytes(),
-            &self.init_req,
-            &self.nr,
+            &h.init_req,
+            &h.nr,
             &idi.body(),
         ) else {
-            return self.down(DownReason::Protocol, out);
+            return self.down(DownReason::Protocol, cx);
         };
-        let child_spi = glue::esp_spi();
+        let child_spi = glue::esp_spi(cx.rng);
         let mut inner = vec![Payload::IdI(idi)];
         if let Some(r) = &peer.remote_id {
             inner.push(Payload::IdR(r.to_payload()));
@@ -980,14 +1137,13 @@ impl IkeSa {
         inner.push(Payload::TsR(TsPayload {
             selectors: peer.remote_ts.clone(),
         }));
-        self.state = State::AuthSent;
         self.send_request(
             now,
             ExchangeType::IKE_AUTH,
             &inner,
             Req::Auth { child_spi },
             peer,
-            out,
+            cx,
         );
     }
 }
@@ -1031,4 +1187,89 @@ fn esp_wire(props: &[EspProposal], spi: u32, with_dh: bool) -> Vec<crate::messag
         .enumerate()
         .map(|(i, p)| p.to_wire(i as u8 + 1, spi, with_dh))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Psk;
+
+    struct Queues {
+        config: Config,
+        rng: rand_core::OsRng,
+        transmits: VecDeque<Transmit>,
+        events: VecDeque<Event>,
+    }
+
+    impl Queues {
+        fn new() -> Queues {
+            Queues {
+                config: Config::default(),
+                rng: rand_core::OsRng,
+                transmits: VecDeque::new(),
+                events: VecDeque::new(),
+            }
+        }
+
+        fn ctx(&mut self) -> Ctx<'_> {
+            Ctx {
+                config: &self.config,
+                rng: &mut self.rng,
+                transmits: &mut self.transmits,
+                events: &mut self.events,
+            }
+        }
+    }
+
+    fn peer() -> PeerConfig {
+        PeerConfig::new(
+            "192.0.2.1:500".parse().unwrap(),
+            "192.0.2.2:500".parse().unwrap(),
+            Identity::Fqdn("a.example".into()),
+            Psk::new(b"psk"),
+        )
+    }
+
+    #[test]
+    fn keys_exist_only_after_ike_sa_init() {
+        let mut q = Queues::new();
+        let now = Instant::now();
+        let mut sa = IkeSa::initiate(now, ConnId(0), &peer(), &mut q.ctx()).unwrap();
+        assert!(matches!(sa.state, State::InitSent(_)));
+        assert_eq!(q.transmits.len(), 1, "IKE_SA_INIT sent");
+        assert!(sa.keyed().is_none() && sa.algorithms().is_none() && sa.secrets().is_none());
+        assert!(!sa.is_established());
+        // Nothing can be encrypted yet.
+        assert!(sa
+            .seal(ExchangeType::INFORMATIONAL, false, 1, &[])
+            .is_none());
+        let outcome = sa.request(now, Task::Dpd, &peer(), &mut q.ctx());
+        assert_eq!(outcome.status, Status::Live);
+        assert!(outcome.spawned.is_empty() && outcome.initial_contact.is_none());
+        assert_eq!(q.transmits.len(), 1, "no request before IKE_AUTH");
+    }
+
+    #[test]
+    fn closing_reports_once_and_stops_timers() {
+        let mut q = Queues::new();
+        let now = Instant::now();
+        let mut sa = IkeSa::initiate(now, ConnId(0), &peer(), &mut q.ctx()).unwrap();
+        assert!(sa.next_timeout(&[peer()]).is_some(), "retransmission timer");
+        let outcome = sa.drop_stale(&mut q.ctx());
+        assert_eq!(outcome.status, Status::Closed);
+        assert_eq!(
+            q.events.drain(..).collect::<Vec<_>>(),
+            vec![Event::IkeSaDown {
+                conn: ConnId(0),
+                reason: DownReason::InitialContact
+            }]
+        );
+        assert_eq!(sa.next_timeout(&[peer()]), None);
+        let later = now + Duration::from_secs(3600);
+        let outcome = sa.handle_timeout(later, &[peer()], &mut q.ctx());
+        assert_eq!(outcome.status, Status::Closed);
+        let _ = sa.drop_stale(&mut q.ctx());
+        assert!(q.events.is_empty(), "reported once");
+        assert_eq!(q.transmits.len(), 1, "no retransmission after closing");
+    }
 }

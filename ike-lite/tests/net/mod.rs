@@ -6,6 +6,7 @@ use ike_lite::message::{ExchangeType, Message, NotifyType, Payload, HEADER_LEN};
 use ike_lite::proposal::{parse_esp_proposals, parse_ike_proposals};
 use ike_lite::ts::TrafficSelector;
 use ike_lite::{Config, ConnId, Endpoint, Event, Identity, PeerConfig, Psk, Transmit};
+use rand_core::{CryptoRng, RngCore};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -61,6 +62,38 @@ pub struct Net {
     wire: VecDeque<Datagram>,
 }
 
+/// A seeded SplitMix64 generator: reproducible randomness for tests (never
+/// for real keys; the `CryptoRng` marker only lets the endpoint take it).
+pub struct TestRng(pub u64);
+
+impl RngCore for TestRng {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for TestRng {}
+
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
@@ -95,8 +128,17 @@ impl Net {
     }
 
     pub fn with_configs(ca: Config, a: PeerConfig, cb: Config, b: PeerConfig) -> Net {
-        let mut ea = Endpoint::new(ca);
-        let mut eb = Endpoint::new(cb);
+        Self::with_endpoints(Endpoint::new(ca), a, Endpoint::new(cb), b)
+    }
+
+    /// Endpoints whose randomness comes from `seed` (A) and `seed + 1` (B).
+    pub fn seeded(a: PeerConfig, b: PeerConfig, seed: u64) -> Net {
+        let ea = Endpoint::with_rng(Config::default(), Box::new(TestRng(seed)));
+        let eb = Endpoint::with_rng(Config::default(), Box::new(TestRng(seed + 1)));
+        Self::with_endpoints(ea, a, eb, b)
+    }
+
+    fn with_endpoints(mut ea: Endpoint, a: PeerConfig, mut eb: Endpoint, b: PeerConfig) -> Net {
         let a_conn = ea.add_peer(a);
         let b_conn = eb.add_peer(b);
         let now = Instant::now();

@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use ipsec_core::crypto::Suite;
-use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretKey, TunnelEndpoints};
+use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretBytes, TunnelEndpoints};
 use ipsec_core::wire::Ipv4Packet;
 
 /// Deterministic key bytes for tests.
-pub fn key(len: usize, seed: u8) -> SecretKey {
-    SecretKey::new(
+pub fn key(len: usize, seed: u8) -> SecretBytes {
+    SecretBytes::new(
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ seed)
             .collect(),

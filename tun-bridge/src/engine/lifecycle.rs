@@ -32,7 +32,7 @@ pub const LISTENER_JITTER: Duration = Duration::from_secs(2);
 /// with the data path's lifetime policy applied.
 pub fn child_sa_params(c: &ChildSa, dir: Direction, tunnel: TunnelId) -> Result<SaParams, String> {
     let _ = tunnel;
-    let mut p = convert(c, dir)?;
+    let mut p = c.sa_params(dir).map_err(|e| e.to_string())?;
     p.lifetime = Lifetime {
         soft: Limits {
             packets: (!c.esn).then_some(SOFT_PACKETS_32),
@@ -43,60 +43,6 @@ pub fn child_sa_params(c: &ChildSa, dir: Direction, tunnel: TunnelId) -> Result<
             ..Limits::default()
         },
     };
-    Ok(p)
-}
-
-// Replaced by ike-lite's ChildSa::sa_params once it lands (one conversion).
-fn convert(c: &ChildSa, dir: Direction) -> Result<SaParams, String> {
-    use ipsec_core::sa::{SecretKey, TunnelEndpoints, UdpEncap};
-    use ipsec_core::wire::IpProtocol;
-    let inbound = dir == Direction::Inbound;
-    let key = if inbound { &c.key_in } else { &c.key_out };
-    let (enc, integ) = (key.enc_key(), key.integ_key());
-    let want = c.suite.enc_key_len().map_err(|e| e.to_string())?;
-    if enc.len() != want || integ.len() != c.suite.integ_key_len() {
-        return Err(format!(
-            "key material of {}+{} bytes does not fit {}",
-            enc.len(),
-            integ.len(),
-            c.suite.name()
-        ));
-    }
-    let mut p = SaParams::new(
-        if inbound { c.spi_in } else { c.spi_out },
-        c.suite,
-        SecretKey::from_slice(enc),
-        SecretKey::from_slice(integ),
-        TunnelEndpoints {
-            local: c.local.ip(),
-            remote: c.remote.ip(),
-        },
-    );
-    p.esn = c.esn;
-    p.replay_window = c.replay_window.clamp(32, 4096);
-    let ts = |t: &ike_lite::ts::TrafficSelector| {
-        let mut s = TrafficSelector::range(t.start, t.end).ok()?;
-        if t.ip_proto != 0 {
-            s = s.with_protocol(IpProtocol(t.ip_proto));
-        }
-        Some(s.with_ports(t.start_port, t.end_port))
-    };
-    p.local_ts = c.ts_local.iter().filter_map(ts).collect();
-    p.remote_ts = c.ts_remote.iter().filter_map(ts).collect();
-    if p.local_ts.is_empty() || p.remote_ts.is_empty() {
-        return Err("no usable traffic selectors".into());
-    }
-    if c.udp_encap {
-        let rp = if c.remote.port() == 500 {
-            4500
-        } else {
-            c.remote.port()
-        };
-        p.udp_encap = Some(UdpEncap {
-            local_port: 4500,
-            remote_port: rp,
-        });
-    }
     Ok(p)
 }
 

@@ -30,7 +30,7 @@ use ike_lite::{
 use ipsec_core::datapath::Direction;
 use ipsec_core::sa::{Expiry, SaParams};
 use ipsec_core::selector::TrafficSelector;
-use rand_core::RngCore;
+use rand_core::{CryptoRngCore, RngCore};
 use tracing::{debug, info, warn};
 
 use crate::config::values::IpNet;
@@ -149,6 +149,8 @@ pub struct EngineOptions {
     pub failback: Failback,
     /// Endpoint-wide IKE settings.
     pub ike: ike_lite::Config,
+    /// Randomness of the IKE endpoint (SPIs, nonces, key exchange).
+    pub ike_rng: Box<dyn CryptoRngCore + Send>,
     /// Randomness for the engine's own choices (restart jitter).
     pub rng: Box<dyn RngCore + Send>,
 }
@@ -177,7 +179,7 @@ impl Engine {
         opts: EngineOptions,
         now: Instant,
     ) -> Result<Engine, String> {
-        let mut ike = Endpoint::new(opts.ike);
+        let mut ike = Endpoint::with_rng(opts.ike, opts.ike_rng);
         let mut tunnels = Vec::with_capacity(plans.len());
         let mut by_conn = HashMap::new();
         let mut actions = VecDeque::new();

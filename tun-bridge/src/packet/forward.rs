@@ -119,7 +119,7 @@ pub fn esp_spi(esp: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
     use ipsec_core::crypto::Suite;
-    use ipsec_core::sa::{SaParams, SecretKey, TunnelEndpoints};
+    use ipsec_core::sa::{SaParams, SecretBytes, TunnelEndpoints};
     use ipsec_core::selector::TrafficSelector;
     use ipsec_core::spd::{Action, Policy, PolicyId};
 
@@ -144,13 +144,13 @@ mod tests {
             local: "192.0.2.1".parse().unwrap(),
             remote: "192.0.2.2".parse().unwrap(),
         };
-        let key = SecretKey::new(vec![7u8; 20]);
+        let key = SecretBytes::new(vec![7u8; 20]);
         let mk = |tunnel| {
             let mut p = SaParams::new(
                 0x1234,
                 Suite::AES128_GCM16,
                 key.clone(),
-                SecretKey::new(vec![]),
+                SecretBytes::new(vec![]),
                 tunnel,
             );
             p.replay_window = 64;

@@ -74,6 +74,7 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
             export_ike_keys: keylog.is_some(),
             ..ike_lite::Config::default()
         },
+        ike_rng: Box::new(rand_core::OsRng),
         rng: Box::new(rand_core::OsRng),
     };
     let mut shell = crate::shell::Shell::start(

@@ -329,7 +329,7 @@ fn selectors(nets: &[IpNet], fallback: IpAddr) -> Result<Vec<IkeTs>, PlanError> 
     }
     nets.iter()
         .map(|n| {
-            IkeTs::subnet(n.addr, n.prefix).map_err(|e| PlanError::Selector {
+            IkeTs::from_prefix(n.addr, n.prefix).map_err(|e| PlanError::Selector {
                 net: *n,
                 reason: format!("{e:?}"),
             })

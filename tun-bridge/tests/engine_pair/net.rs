@@ -18,8 +18,11 @@ use tun_bridge::engine::failover::Failback;
 use tun_bridge::engine::{Action, Command, Engine, EngineOptions, TunnelId};
 use tun_bridge::runtime::plan::{self, ConnPlan};
 
-/// A small deterministic generator (xorshift64*), for the engines' jitter.
+/// A small deterministic generator (xorshift64*): the same seed gives the
+/// same SPIs, nonces, keys and jitter. Marked crypto only for tests.
 pub struct TestRng(pub u64);
+
+impl rand_core::CryptoRng for TestRng {}
 
 impl rand_core::RngCore for TestRng {
     fn next_u32(&mut self) -> u32 {
@@ -94,6 +97,7 @@ impl Site {
             EngineOptions {
                 failback,
                 ike: ike_lite::Config::default(),
+                ike_rng: Box::new(TestRng(seed ^ 0x9e37_79b9_7f4a_7c15)),
                 rng: Box::new(TestRng(seed)),
             },
             now,
