@@ -68,6 +68,7 @@ fn pseudo_for(pkt: &[u8], v6: bool, proto: u8, l4_len: usize) -> u32 {
     } else {
         csum_add(0, &pkt[12..20])
     };
+    // Cannot wrap: `acc` is a folded 16-bit sum and each addend is below 2^16.
     acc.wrapping_add(u32::from(proto))
         .wrapping_add((l4_len as u32) >> 16)
         .wrapping_add(l4_len as u32 & 0xffff)
@@ -160,6 +161,7 @@ impl Tso {
             out[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
         } else {
             out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            // IPv4 IDs are mod 2^16 (RFC 6864): consecutive per segment, as the kernel does.
             let id = be16(pkt, 4).wrapping_add(i as u16);
             out[4..6].copy_from_slice(&id.to_be_bytes());
             ipv4_csum(out, l3);
@@ -177,6 +179,7 @@ impl Tso {
             out[l3 + 6..l3 + 8].copy_from_slice(&c.to_be_bytes());
             return Some(len);
         }
+        // TCP sequence numbers are mod 2^32 (RFC 9293 §3.4).
         let seq = be32(pkt, l3 + 4).wrapping_add(off as u32);
         out[l3 + 4..l3 + 8].copy_from_slice(&seq.to_be_bytes());
         if i + 1 != n {
@@ -343,6 +346,7 @@ impl Gro {
             self.l3 = l3;
             self.hlen = hlen;
             self.mss = plen;
+            // TCP sequence numbers are mod 2^32 (RFC 9293 §3.4).
             self.next_seq = seq.wrapping_add(plen as u32);
             self.closed = flags & PSH != 0;
             self.proto = TCP;
@@ -377,6 +381,7 @@ impl Gro {
         self.buf[at..at + plen].copy_from_slice(&pkt[hlen..]);
         self.len += plen;
         self.segs += 1;
+        // TCP sequence numbers are mod 2^32 (RFC 9293 §3.4).
         self.next_seq = seq.wrapping_add(plen as u32);
         if flags & PSH != 0 {
             self.buf[VNET_HDR_LEN + l3 + 13] |= PSH;

@@ -190,6 +190,7 @@ fn build_v6(pkt: &[u8], mtu: u16, me: Ipv6Addr, out: &mut [u8]) -> Result<usize,
     out[40..48].copy_from_slice(&[2, 0, 0, 0, 0, 0, (mtu >> 8) as u8, mtu as u8]);
     out[48..].copy_from_slice(&pkt[..quote]);
     let mut acc = csum_add(0, &out[8..40]);
+    // Cannot wrap (`csum_add` returns a folded 16-bit sum); any carry folds in `csum_finish`.
     acc = acc.wrapping_add(plen as u32).wrapping_add(58);
     let c = csum_finish(csum_add(acc, &out[40..]));
     out[42..44].copy_from_slice(&c.to_be_bytes());
