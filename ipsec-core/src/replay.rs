@@ -211,21 +211,26 @@ impl ReplayWindow {
     }
 
     /// RFC 4303 Appendix A2.1: high-order bits from the window position.
-    #[allow(clippy::int_plus_one)] // written as in the RFC
+    ///
+    /// The RFC's `Tl - W + 1` is written `tl - (w - 1)`: the same value, but
+    /// no intermediate goes below zero when `tl == w - 1`.
     #[inline]
     fn infer_esn(&self, top: u64, seql: u32) -> Result<u64, ReplayError> {
         let w = self.size;
         let tl = top as u32;
         let th = (top >> 32) as u32;
+        // `w >= MIN_WINDOW`, so `w - 1` cannot underflow.
         let seqh = if tl >= w - 1 {
-            // Window lies within one 2^32 sub-space.
-            if seql >= tl - w + 1 {
+            // Window lies within one 2^32 sub-space (`tl >= w - 1`: no underflow).
+            if seql >= tl - (w - 1) {
                 th
             } else {
                 th.checked_add(1).ok_or(ReplayError::TooOld)?
             }
         } else if seql >= tl.wrapping_sub(w - 1) {
             // Window spans two sub-spaces; the packet is in the lower one.
+            // (Wraps on purpose: the bottom `Tl - W + 1` lies in the previous
+            // sub-space, and A2.1 compares against its low 32 bits.)
             th.checked_sub(1).ok_or(ReplayError::TooOld)?
         } else {
             th
@@ -385,6 +390,21 @@ mod tests {
         w.commit(f).unwrap();
         assert_eq!(w.check(900), Ok((2 << 32) | 900));
         assert_eq!(w.check(950), Ok((1 << 32) | 950));
+    }
+
+    /// `tl == w - 1` (the RFC's `Tl - W + 1` is 0): no overflow, same answer
+    /// as the release build's wrapping arithmetic gave.
+    #[test]
+    fn esn_inference_at_tl_eq_w_minus_1() {
+        for size in [MIN_WINDOW, 64, MAX_WINDOW] {
+            let w = ReplayWindow::new(size, true).unwrap();
+            for th in [0u64, 1, u64::from(u32::MAX)] {
+                let top = (th << 32) | u64::from(size - 1);
+                assert_eq!(w.infer_esn(top, 0), Ok(th << 32));
+                assert_eq!(w.infer_esn(top, size), Ok((th << 32) | u64::from(size)));
+                assert_eq!(w.infer_esn(top, u32::MAX), Ok((th << 32) | 0xffff_ffff));
+            }
+        }
     }
 
     /// Threads commit overlapping, shuffled streams through one window: no

@@ -543,7 +543,8 @@ impl LifetimeState {
         [soft, self.lifetime.hard.time]
             .into_iter()
             .flatten()
-            .map(|d| self.installed + d)
+            // A lifetime past the clock's range never fires (`+` would panic).
+            .filter_map(|d| self.installed.checked_add(d))
             .min()
     }
 }

@@ -186,7 +186,8 @@ impl Ipv4Repr {
             src: p.src_addr(),
             dst: p.dst_addr(),
             protocol: p.protocol(),
-            payload_len: usize::from(p.total_len()) - p.header_len(),
+            // Saturates: an unchecked view may claim a total length below its header length.
+            payload_len: usize::from(p.total_len()).saturating_sub(p.header_len()),
             ttl: p.ttl(),
             ident: p.ident(),
         }

@@ -222,7 +222,10 @@ impl TunnelMtu {
             Encapsulation::Raw => 0,
         };
         let block = esp.block_size.max(4);
-        let avail = path_mtu.checked_sub(ip + udp + 8 + esp.iv_len + esp.icv_len)?;
+        let overhead = [udp, 8, esp.iv_len, esp.icv_len]
+            .into_iter()
+            .try_fold(ip, u16::checked_add)?;
+        let avail = path_mtu.checked_sub(overhead)?;
         let mtu = (avail / block * block).checked_sub(2)?;
         Some(TunnelMtu::from_mtu(mtu))
     }

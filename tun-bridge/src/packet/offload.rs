@@ -149,6 +149,7 @@ impl Tso {
         } else {
             let mut ip = Ipv4Packet::new_unchecked(&mut *out);
             ip.set_total_len(len as u16);
+            // IPv4 IDs are mod 2^16 (RFC 6864): consecutive per segment, as the kernel does.
             ip.set_ident(be16(pkt, 4).wrapping_add(i as u16));
             ip.fill_checksum();
         }
@@ -165,6 +166,7 @@ impl Tso {
             out[l3 + 6..l3 + 8].copy_from_slice(&c.to_be_bytes());
             return Some(len);
         }
+        // TCP sequence numbers are mod 2^32 (RFC 9293 §3.4).
         let seq = be32(pkt, l3 + 4).wrapping_add(off as u32);
         out[l3 + 4..l3 + 8].copy_from_slice(&seq.to_be_bytes());
         if i + 1 != n {
@@ -327,6 +329,7 @@ impl Gro {
             self.l3 = l3;
             self.hlen = hlen;
             self.mss = plen;
+            // TCP sequence numbers are mod 2^32 (RFC 9293 §3.4).
             self.next_seq = seq.wrapping_add(plen as u32);
             self.closed = flags & PSH != 0;
             self.proto = TCP;
@@ -361,6 +364,7 @@ impl Gro {
         self.buf[at..at + plen].copy_from_slice(&pkt[hlen..]);
         self.len += plen;
         self.segs += 1;
+        // TCP sequence numbers are mod 2^32 (RFC 9293 §3.4).
         self.next_seq = seq.wrapping_add(plen as u32);
         if flags & PSH != 0 {
             self.buf[VNET_HDR_LEN + l3 + 13] |= PSH;
