@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipsec_core::buf::PacketBuf;
 use ipsec_core::crypto::{Cipher, Suite};
-use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
+use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction, TunnelId};
 use ipsec_core::sa::{InboundSa, OutboundSa, SaParams, SecretKey, TunnelEndpoints};
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
@@ -126,6 +126,7 @@ impl DpRig {
         sender
             .add_policy(Policy {
                 id: PolicyId(1),
+                tunnel: TunnelId::default(),
                 priority: 100,
                 local: TrafficSelector::any_v4(),
                 remote: TrafficSelector::any_v4(),
@@ -155,14 +156,17 @@ impl DpRig {
         let n = self.pkt.len();
         self.buf.storage_mut()[HEAD..HEAD + 28].copy_from_slice(&self.pkt[..28]);
         self.buf.set_range(HEAD..HEAD + n).expect("range");
-        self.sender.process_outbound(now, &mut self.buf)
+        self.sender
+            .process_outbound(TunnelId::default(), now, &mut self.buf)
     }
 
     /// Outbound then inbound; decapsulation leaves the inner packet where
     /// it was, ready for the next round.
     #[inline]
     fn round_trip(&mut self, now: Instant) {
-        let a = self.sender.process_outbound(now, &mut self.buf);
+        let a = self
+            .sender
+            .process_outbound(TunnelId::default(), now, &mut self.buf);
         debug_assert!(matches!(a, OutboundAction::Encapsulated { .. }));
         let b = self.receiver.process_inbound_esp(now, &mut self.buf);
         debug_assert!(matches!(b, InboundAction::Inner { .. }));

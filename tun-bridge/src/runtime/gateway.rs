@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ike_lite::{ChildSa, ConnId, DownReason, Endpoint, Event as IkeEvent, Transmit};
 use ipsec_core::datapath::{
-    DataPath, DataPathConfig, Direction, Event as DpEvent, InboundAction, OutboundAction,
+    DataPath, DataPathConfig, Direction, Event as DpEvent, InboundAction, OutboundAction, TunnelId,
 };
 use ipsec_core::sa::{
     DropReason, Expiry, Lifetime, Limits, OutboundSa, SaParams, SecretKey, TunnelEndpoints,
@@ -162,7 +162,9 @@ impl Tunnel {
 
     fn bind_out(&mut self, sa: &Arc<OutboundSa>) {
         for &p in &self.policies {
-            self.dp.install_outbound_sa(p, Arc::clone(sa));
+            if let Err(e) = self.dp.install_outbound_sa(p, Arc::clone(sa)) {
+                warn!(conn = %self.plan.name, "outbound SA: {e}");
+            }
         }
     }
 
@@ -510,6 +512,8 @@ impl Gateway {
                     let id = PolicyId(policies.len() as u32 + 1);
                     dp.add_policy(Policy {
                         id,
+                        // One data path per tunnel (for now): tunnel 0.
+                        tunnel: TunnelId(0),
                         priority: 100,
                         local: *l,
                         remote: *r,
@@ -858,6 +862,7 @@ impl Gateway {
         let t = &mut self.tunnels[i];
         let v = tun_to_esp(
             &t.dp,
+            TunnelId(0),
             now,
             &mut bufs.segs[slot],
             &t.plan.mtu,
@@ -866,8 +871,10 @@ impl Gateway {
         );
         match v {
             TunVerdict::Send(OutboundAction::Encapsulated {
-                tunnel, udp_encap, ..
-            }) => bufs.out.push((slot, tunnel, udp_encap)),
+                endpoints,
+                udp_encap,
+                ..
+            }) => bufs.out.push((slot, endpoints, udp_encap)),
             TunVerdict::TooBig(len) => {
                 t.count(LocalDrop::TooBig);
                 let _ = tun_write(&t.tun, &bufs.scratch[..len]);
@@ -1380,6 +1387,7 @@ impl Gateway {
                 spi,
                 direction,
                 kind,
+                ..
             } => {
                 let t = &self.tunnels[i];
                 let spi_in = match direction {

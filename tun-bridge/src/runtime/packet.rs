@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use ipsec_core::buf::PacketBuf;
-use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
+use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction, TunnelId};
 use ipsec_core::wire::{classify_udp_4500, UdpDatagram};
 
 use crate::sys::icmp::{build_too_big, needs_too_big};
@@ -37,10 +37,11 @@ pub enum TunVerdict {
     Other(OutboundAction),
 }
 
-/// Outbound path for one packet (the buffer's range, read from the TUN):
-/// MSS clamp, "too big" check, then ESP encapsulation.
+/// Outbound path for one packet (the buffer's range, read from the TUN of
+/// `tunnel`): MSS clamp, "too big" check, then ESP encapsulation.
 pub fn tun_to_esp<S: AsRef<[u8]> + AsMut<[u8]>>(
     dp: &DataPath,
+    tunnel: TunnelId,
     now: Instant,
     buf: &mut PacketBuf<S>,
     mtu: &TunnelMtu,
@@ -54,7 +55,7 @@ pub fn tun_to_esp<S: AsRef<[u8]> + AsMut<[u8]>>(
             Err(_) => TunVerdict::TooBigNoReply,
         };
     }
-    match dp.process_outbound(now, buf) {
+    match dp.process_outbound(tunnel, now, buf) {
         a @ OutboundAction::Encapsulated { .. } => TunVerdict::Send(a),
         a => TunVerdict::Other(a),
     }
@@ -164,6 +165,7 @@ mod tests {
         let mut a = DataPath::default();
         a.add_policy(Policy {
             id: PolicyId(1),
+            tunnel: TunnelId(0),
             priority: 1,
             local: TrafficSelector::any_v4(),
             remote: TrafficSelector::any_v4(),
@@ -193,7 +195,7 @@ mod tests {
         let mut scratch = [0u8; 1500];
         let pkt = ping([10, 1, 0, 2], [10, 2, 0, 2], 84, true);
         buf.load(HEADROOM, &pkt).unwrap();
-        let v = tun_to_esp(&a, now, &mut buf, &mtu, None, &mut scratch);
+        let v = tun_to_esp(&a, TunnelId(0), now, &mut buf, &mtu, None, &mut scratch);
         let TunVerdict::Send(OutboundAction::Encapsulated { spi, udp_encap, .. }) = v else {
             panic!("{v:?}")
         };
@@ -208,7 +210,7 @@ mod tests {
         assert_eq!(buf.data(), &pkt[..]);
         let big = ping([10, 1, 0, 2], [10, 2, 0, 2], 1450, true);
         buf.load(HEADROOM, &big).unwrap();
-        match tun_to_esp(&a, now, &mut buf, &mtu, None, &mut scratch) {
+        match tun_to_esp(&a, TunnelId(0), now, &mut buf, &mtu, None, &mut scratch) {
             TunVerdict::TooBig(n) => {
                 assert_eq!(scratch[20], 3);
                 assert_eq!(scratch[21], 4);
@@ -221,7 +223,7 @@ mod tests {
         let big = ping([10, 1, 0, 2], [10, 2, 0, 2], 1450, false);
         buf.load(HEADROOM, &big).unwrap();
         assert!(matches!(
-            tun_to_esp(&a, now, &mut buf, &mtu, None, &mut scratch),
+            tun_to_esp(&a, TunnelId(0), now, &mut buf, &mtu, None, &mut scratch),
             TunVerdict::Send(_)
         ));
     }
