@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ipsec_core::buf::{PacketBuf, RECOMMENDED_HEADROOM, RECOMMENDED_TAILROOM};
 use ipsec_core::crypto::Suite;
-use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
+use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction, TunnelId};
 use ipsec_core::sa::{SaParams, SecretBytes, TunnelEndpoints, UdpEncap};
 use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
@@ -39,10 +39,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p
     };
     let (gw_a, gw_b) = ("198.51.100.1".parse()?, "203.0.113.9".parse()?);
+    // Each gateway has one tunnel; the default SaParams::tunnel_id (0)
+    // names it.
+    let tunnel = TunnelId(0);
 
     let mut a = DataPath::default();
     a.add_policy(Policy {
         id: PolicyId(1),
+        tunnel,
         priority: 0,
         local: net_a,
         remote: net_b,
@@ -67,10 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut buf = PacketBuf::with_capacity(RECOMMENDED_HEADROOM, 1500, RECOMMENDED_TAILROOM);
     buf.load(RECOMMENDED_HEADROOM, &inner)?;
-    match a.process_outbound(now, &mut buf) {
+    match a.process_outbound(tunnel, now, &mut buf) {
         OutboundAction::Encapsulated {
             spi,
-            tunnel,
+            endpoints,
             udp_encap,
         } => {
             let esp = EspPacket::new_checked(buf.data())?;
@@ -78,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "A encapsulated: SPI {spi:#010x} seq {} -> {} bytes of ESP for {} (UDP {:?})",
                 esp.seq(),
                 buf.len(),
-                tunnel.remote,
+                endpoints.remote,
                 udp_encap.map(|u| u.remote_port)
             );
             println!("  wire: {}", hex(buf.data()));
@@ -88,9 +92,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let wire = buf.data().to_vec();
     match b.process_inbound_udp(now, &mut buf) {
-        InboundAction::Inner { spi, version } => {
+        InboundAction::Inner {
+            spi,
+            version,
+            tunnel,
+        } => {
             println!(
-                "B decapsulated: SPI {spi:#010x}, {version:?}, {} bytes",
+                "B decapsulated: SPI {spi:#010x}, {version:?}, {} bytes for {tunnel}",
                 buf.len()
             );
             println!("  identical to the original: {}", buf.data() == &inner[..]);

@@ -16,6 +16,7 @@ use crate::crypto::{Cipher, CryptoError, Suite};
 use crate::replay::{ReplayError, ReplayWindow, DEFAULT_WINDOW};
 pub use crate::secret::SecretBytes;
 use crate::selector::{SelectorError, TrafficSelector};
+use crate::spd::TunnelId;
 use crate::wire::{esp, EspTrailer, FlowKey, IpProtocol, WireError};
 
 /// One set of limits; `None` means unlimited.
@@ -93,12 +94,17 @@ pub struct SaParams {
     pub tunnel: TunnelEndpoints,
     /// UDP encapsulation ports, or `None` for raw ESP (IP protocol 50).
     pub udp_encap: Option<UdpEncap>,
+    /// The tunnel (interface) this SA belongs to: inbound, the tunnel that
+    /// receives what it decrypts; outbound, the tunnel of the policies it
+    /// may be bound to.
+    pub tunnel_id: TunnelId,
 }
 
 impl SaParams {
     /// Parameters with defaults: no ESN, a 1024-packet replay window, no
-    /// lifetimes, no UDP encapsulation, and "any" selectors of the tunnel's
-    /// family on both sides.
+    /// lifetimes, no UDP encapsulation, "any" selectors of the tunnel's
+    /// family on both sides, and tunnel id 0 (set `tunnel_id` when the data
+    /// path serves more than one tunnel).
     pub fn new(
         spi: u32,
         suite: Suite,
@@ -122,6 +128,7 @@ impl SaParams {
             remote_ts: vec![any],
             tunnel,
             udp_encap: None,
+            tunnel_id: TunnelId::default(),
         }
     }
 }
@@ -144,6 +151,10 @@ pub enum SaError {
     ReservedSpi,
     /// The SPI is already installed (SAD).
     DuplicateSpi,
+    /// The policy to bind an outbound SA to is not in the SPD.
+    UnknownPolicy,
+    /// The SA's tunnel is not the tunnel of the policy it is bound to.
+    TunnelMismatch,
 }
 
 impl fmt::Display for SaError {
@@ -156,6 +167,8 @@ impl fmt::Display for SaError {
             SaError::MixedTunnelFamilies => f.write_str("tunnel endpoints mix IPv4 and IPv6"),
             SaError::ReservedSpi => f.write_str("SPI in the reserved range 0..=255"),
             SaError::DuplicateSpi => f.write_str("SPI already installed"),
+            SaError::UnknownPolicy => f.write_str("no such policy"),
+            SaError::TunnelMismatch => f.write_str("SA and policy belong to different tunnels"),
         }
     }
 }
@@ -318,6 +331,15 @@ impl Stats {
     /// Sum of all drops.
     pub fn total_dropped(&self) -> u64 {
         self.drops.iter().sum()
+    }
+
+    /// Adds `other`'s counts to these (saturating).
+    pub fn add(&mut self, other: &Stats) {
+        self.packets = self.packets.saturating_add(other.packets);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a = a.saturating_add(b);
+        }
     }
 }
 
@@ -560,6 +582,7 @@ struct SaCommon {
     block_len: usize,
     tunnel: TunnelEndpoints,
     udp_encap: Option<UdpEncap>,
+    tunnel_id: TunnelId,
     local_ts: Vec<TrafficSelector>,
     remote_ts: Vec<TrafficSelector>,
     life: LifetimeState,
@@ -587,6 +610,7 @@ impl SaCommon {
             cipher,
             tunnel: p.tunnel,
             udp_encap: p.udp_encap,
+            tunnel_id: p.tunnel_id,
             local_ts: p.local_ts.clone(),
             remote_ts: p.remote_ts.clone(),
             life: LifetimeState::new(p.lifetime, now),
@@ -617,6 +641,11 @@ macro_rules! sa_common_accessors {
         /// UDP encapsulation ports, if any.
         pub fn udp_encap(&self) -> Option<UdpEncap> {
             self.common.udp_encap
+        }
+
+        /// The tunnel this SA belongs to.
+        pub fn tunnel_id(&self) -> TunnelId {
+            self.common.tunnel_id
         }
 
         /// Local traffic selectors.
@@ -718,6 +747,7 @@ impl fmt::Debug for OutboundSa {
             .field("esn", &self.common.esn)
             .field("seq", &self.seq.load(Ordering::Relaxed))
             .field("tunnel", &self.common.tunnel)
+            .field("tunnel_id", &self.common.tunnel_id)
             .finish_non_exhaustive()
     }
 }
@@ -952,6 +982,7 @@ impl fmt::Debug for InboundSa {
             .field("suite", &self.common.cipher.suite())
             .field("esn", &self.common.esn)
             .field("tunnel", &self.common.tunnel)
+            .field("tunnel_id", &self.common.tunnel_id)
             .finish_non_exhaustive()
     }
 }

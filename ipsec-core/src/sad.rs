@@ -1,5 +1,9 @@
 //! Security Association Database: inbound SAs by SPI, outbound SAs by policy.
 //!
+//! Every SA names its tunnel ([`crate::sa::InboundSa::tunnel_id`]), so the
+//! one SPI lookup of an inbound packet also resolves the tunnel it belongs
+//! to.
+//!
 //! Both maps are flat open-addressing tables keyed by a 32-bit integer (SPI,
 //! policy id): a power-of-two array of `(key, Arc)` pairs, 16 bytes each,
 //! indexed by a multiplicative hash and probed linearly at a load factor of
@@ -49,7 +53,7 @@ pub type IntBuildHasher = BuildHasherDefault<IntHasher>;
 /// A flat open-addressing map from `u32` keys: linear probing, backward-shift
 /// deletion (no tombstones), load factor at most 1/4.
 #[derive(Debug)]
-struct FlatMap<V> {
+pub(crate) struct FlatMap<V> {
     slots: Vec<Option<(u32, V)>>,
     /// `64 - log2(slots.len())`: the hash uses the multiply's high bits.
     shift: u32,
@@ -67,7 +71,7 @@ impl<V> Default for FlatMap<V> {
 }
 
 impl<V> FlatMap<V> {
-    fn with_capacity(n: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize) -> Self {
         let mut m = FlatMap::default();
         if n > 0 {
             m.resize(Self::slots_for(n));
@@ -111,7 +115,7 @@ impl<V> FlatMap<V> {
     }
 
     #[inline]
-    fn get(&self, key: u32) -> Option<&V> {
+    pub(crate) fn get(&self, key: u32) -> Option<&V> {
         let i = self.find(key)?;
         self.slots.get(i)?.as_ref().map(|(_, v)| v)
     }
@@ -138,7 +142,7 @@ impl<V> FlatMap<V> {
     }
 
     /// Inserts or replaces; returns the replaced value.
-    fn insert(&mut self, key: u32, value: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, key: u32, value: V) -> Option<V> {
         if let Some(i) = self.find(key) {
             let slot = self.slots[i].as_mut().map(|(_, v)| v)?;
             return Some(std::mem::replace(slot, value));
@@ -150,7 +154,7 @@ impl<V> FlatMap<V> {
         None
     }
 
-    fn remove(&mut self, key: u32) -> Option<V> {
+    pub(crate) fn remove(&mut self, key: u32) -> Option<V> {
         let mut hole = self.find(key)?;
         let (_, value) = self.slots[hole].take()?;
         self.len -= 1;
@@ -174,11 +178,11 @@ impl<V> FlatMap<V> {
         Some(value)
     }
 
-    fn iter(&self) -> impl Iterator<Item = (u32, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &V)> {
         self.slots.iter().flatten().map(|(k, v)| (*k, v))
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 }

@@ -1,14 +1,31 @@
-//! Security Policy Database (RFC 4301 §4.4.1): an ordered list of policies.
+//! Security Policy Database (RFC 4301 §4.4.1): an ordered list of policies,
+//! and the [`TunnelId`] that scopes policies and SAs to one tunnel.
 //!
 //! Each policy pairs a local and a remote [`TrafficSelector`] with an
 //! [`Action`]. Lookups return the first matching policy in priority order
-//! (lower `priority` first, insertion order among equals).
+//! (lower `priority` first, insertion order among equals). One [`Spd`] holds
+//! the policies of one tunnel; the data path keeps one per tunnel, so two
+//! tunnels with identical selectors never see each other's policies.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::selector::TrafficSelector;
 use crate::wire::FlowKey;
+
+/// Names the tunnel (the virtual interface) a policy and an SA belong to,
+/// like the `if_id` of Linux XFRM: outbound lookups only consider the
+/// policies of the tunnel the packet was routed into, and an inbound SA
+/// reports the tunnel whose interface receives what it decrypts. The value
+/// is the caller's choice (an interface index, a configuration index).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TunnelId(pub u32);
+
+impl core::fmt::Display for TunnelId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "tunnel {}", self.0)
+    }
+}
 
 /// Identifies a policy; outbound SAs are bound to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,8 +52,10 @@ pub enum Action {
 /// One SPD entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Identifier (unique within an [`Spd`]).
+    /// Identifier (unique within a data path).
     pub id: PolicyId,
+    /// The tunnel whose outbound packets this policy applies to.
+    pub tunnel: TunnelId,
     /// Lower values are matched first.
     pub priority: u32,
     /// Selector for the local side (outbound source, inbound destination).
@@ -48,6 +67,12 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Checks both selectors.
+    pub fn validate(&self) -> Result<(), SpdError> {
+        self.local.validate().map_err(SpdError::BadSelector)?;
+        self.remote.validate().map_err(SpdError::BadSelector)
+    }
+
     /// True if an outbound packet (local → remote) matches.
     #[inline]
     pub fn matches_outbound(&self, f: &FlowKey) -> bool {
@@ -89,7 +114,7 @@ struct Entry {
     last_acquire: Mutex<Option<Instant>>,
 }
 
-/// The ordered policy list.
+/// The ordered policy list (of one tunnel, when used by the data path).
 #[derive(Debug, Default)]
 pub struct Spd {
     entries: Vec<Entry>,
@@ -103,8 +128,7 @@ impl Spd {
 
     /// Inserts a policy after every policy with a lower or equal priority.
     pub fn insert(&mut self, policy: Policy) -> Result<(), SpdError> {
-        policy.local.validate().map_err(SpdError::BadSelector)?;
-        policy.remote.validate().map_err(SpdError::BadSelector)?;
+        policy.validate()?;
         if self.get(policy.id).is_some() {
             return Err(SpdError::DuplicateId);
         }
@@ -191,6 +215,7 @@ mod tests {
     fn pol(id: u32, prio: u32, remote: &str, len: u8, action: Action) -> Policy {
         Policy {
             id: PolicyId(id),
+            tunnel: TunnelId(0),
             priority: prio,
             local: TrafficSelector::any_v4(),
             remote: TrafficSelector::from_prefix(remote.parse().unwrap(), len).unwrap(),

@@ -1,7 +1,7 @@
 //! Asserts that the per-packet paths do not touch the heap: a counting
 //! global allocator (this binary only) records allocations made by the
 //! measuring thread while packets are encapsulated and decapsulated, singly
-//! and in batches, after warm-up.
+//! and in batches, on two tunnels, after warm-up.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ipsec_core::buf::{PacketBuf, RECOMMENDED_HEADROOM, RECOMMENDED_TAILROOM};
 use ipsec_core::crypto::Suite;
-use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
+use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction, TunnelId};
 use ipsec_core::spd::{Action, Policy, PolicyId};
 
 struct Counting;
@@ -73,18 +73,26 @@ fn counter_works() {
 fn no_allocation_per_packet() {
     for suite in Suite::ALL {
         let now = Instant::now();
+        // Two tunnels with identical selectors; each SA loops back into the
+        // same data path (inbound and outbound share SPI and keys).
+        let tunnels = [TunnelId(1), TunnelId(2)];
         let mut dp = DataPath::default();
-        dp.add_policy(Policy {
-            id: PolicyId(1),
-            priority: 0,
-            local: ipsec_core::selector::TrafficSelector::any_v4(),
-            remote: ipsec_core::selector::TrafficSelector::any_v4(),
-            action: Action::Protect,
-        })
-        .unwrap();
-        let p = common::params(suite, 0x4000_0001, true, 1024);
-        dp.install_outbound(PolicyId(1), &p, now).unwrap();
-        dp.install_inbound(&p, now).unwrap();
+        for (k, tunnel) in tunnels.into_iter().enumerate() {
+            let policy = PolicyId(k as u32 + 1);
+            dp.add_policy(Policy {
+                id: policy,
+                tunnel,
+                priority: 0,
+                local: ipsec_core::selector::TrafficSelector::any_v4(),
+                remote: ipsec_core::selector::TrafficSelector::any_v4(),
+                action: Action::Protect,
+            })
+            .unwrap();
+            let mut p = common::params(suite, 0x4000_0001 + k as u32, true, 1024);
+            p.tunnel_id = tunnel;
+            dp.install_outbound(policy, &p, now).unwrap();
+            dp.install_inbound(&p, now).unwrap();
+        }
         let pkt = common::inner_packet(false, 1420, 7);
         let h = RECOMMENDED_HEADROOM;
         let mut bufs: Vec<PacketBuf> = (0..32)
@@ -97,10 +105,12 @@ fn no_allocation_per_packet() {
                 b.load(h, &pkt).unwrap();
             }
             // Single-packet API.
-            let a = dp.process_outbound(now, &mut bufs[0]);
+            let a = dp.process_outbound(tunnels[0], now, &mut bufs[0]);
             let b = dp.process_inbound_udp(now, &mut bufs[0]);
-            // Batch API.
-            dp.process_outbound_batch(now, &mut bufs[1..], &mut out);
+            // Batch API, half of the batch read from each tunnel.
+            let (first, second) = bufs[1..].split_at_mut(16);
+            dp.process_outbound_batch(tunnels[0], now, first, &mut out[..16]);
+            dp.process_outbound_batch(tunnels[1], now, second, &mut out[16..]);
             dp.process_inbound_esp_batch(now, &mut bufs[1..], &mut inb);
             (a, b)
         };
@@ -117,15 +127,21 @@ fn no_allocation_per_packet() {
             matches!(a, OutboundAction::Encapsulated { .. }),
             "{suite:?}"
         );
-        assert!(matches!(b, InboundAction::Inner { .. }), "{suite:?}");
+        assert!(
+            matches!(b, InboundAction::Inner { tunnel, .. } if tunnel == tunnels[0]),
+            "{suite:?}"
+        );
         assert!(out
             .iter()
             .take(31)
             .all(|o| matches!(o, OutboundAction::Encapsulated { .. })));
-        assert!(inb
-            .iter()
-            .take(31)
-            .all(|o| matches!(o, InboundAction::Inner { .. })));
+        for (i, a) in inb.iter().take(31).enumerate() {
+            let want = tunnels[usize::from(i >= 16)];
+            assert!(
+                matches!(a, InboundAction::Inner { tunnel, .. } if *tunnel == want),
+                "{suite:?} {i}: {a:?}"
+            );
+        }
         assert_eq!(bufs[5].data(), &pkt[..]);
         assert_eq!(
             n, 0,

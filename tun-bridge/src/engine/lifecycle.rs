@@ -31,8 +31,8 @@ pub const LISTENER_JITTER: Duration = Duration::from_secs(2);
 /// The ipsec-core parameters of one direction of an ike-lite Child SA,
 /// with the data path's lifetime policy applied.
 pub fn child_sa_params(c: &ChildSa, dir: Direction, tunnel: TunnelId) -> Result<SaParams, String> {
-    let _ = tunnel;
     let mut p = c.sa_params(dir).map_err(|e| e.to_string())?;
+    p.tunnel_id = tunnel;
     p.lifetime = Lifetime {
         soft: Limits {
             packets: (!c.esn).then_some(SOFT_PACKETS_32),

@@ -43,14 +43,13 @@ pub use tunnel::{ChildRef, Parked};
 /// How long shutdown waits for the answers to its DELETEs.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// A tunnel: one configured connection, numbered in configuration order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TunnelId(pub u32);
+/// A tunnel: one configured connection, numbered in configuration order
+/// (`TunnelId(k)` is the k-th plan). The data path's own type: policies and
+/// SAs carry it.
+pub use ipsec_core::datapath::TunnelId;
 
-impl TunnelId {
-    fn index(self) -> usize {
-        self.0 as usize
-    }
+fn index(t: TunnelId) -> usize {
+    t.0 as usize
 }
 
 /// Something the shell must carry out, in order.
@@ -263,14 +262,14 @@ impl Engine {
     pub fn handle_datapath(&mut self, now: Instant, ev: DataPathEvent) {
         match ev {
             DataPathEvent::Acquire { tunnel } => {
-                let Some(t) = self.tunnels.get_mut(tunnel.index()) else {
+                let Some(t) = self.tunnels.get_mut(index(tunnel)) else {
                     return;
                 };
                 debug!(conn = %t.plan.name, "acquire: traffic without SA");
                 if t.parked == Some(Parked::OnTraffic) {
                     t.parked = None;
                 }
-                self.initiate(now, tunnel.index());
+                self.initiate(now, index(tunnel));
             }
             DataPathEvent::Expired {
                 tunnel,
@@ -278,7 +277,7 @@ impl Engine {
                 direction,
                 kind,
             } => {
-                let Some(t) = self.tunnels.get(tunnel.index()) else {
+                let Some(t) = self.tunnels.get(index(tunnel)) else {
                     return;
                 };
                 let spi_in = match direction {
@@ -305,14 +304,14 @@ impl Engine {
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::Up(id) => {
-                if let Some(t) = self.tunnels.get_mut(id.index()) {
+                if let Some(t) = self.tunnels.get_mut(index(id)) {
                     t.attempts = 0;
                     t.parked = None;
-                    self.initiate(now, id.index());
+                    self.initiate(now, index(id));
                 }
             }
             Command::Down(id) => {
-                if let Some(t) = self.tunnels.get_mut(id.index()) {
+                if let Some(t) = self.tunnels.get_mut(index(id)) {
                     t.parked = Some(Parked::AdminDown);
                     t.retry_at = None;
                     if let Err(e) = self.ike.delete(now, t.conn) {
@@ -433,7 +432,7 @@ impl Engine {
     }
 
     fn tunnel_of(&self, conn: ConnId) -> Option<usize> {
-        self.by_conn.get(&conn).map(|t| t.index())
+        self.by_conn.get(&conn).map(|&t| index(t))
     }
 
     fn on_ike_event(&mut self, now: Instant, ev: IkeEvent) {

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use ipsec_core::buf::PacketBuf;
-use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction};
+use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction, TunnelId};
 use ipsec_core::wire::{classify_udp_4500, EspPacket, UdpDatagram};
 
 use super::icmp::{build_too_big, needs_too_big};
@@ -40,10 +40,11 @@ pub enum TunVerdict {
     Other(OutboundAction),
 }
 
-/// Outbound path for one packet (the buffer's range, read from the TUN):
-/// MSS clamp, "too big" check, then ESP encapsulation.
+/// Outbound path for one packet (the buffer's range, read from the TUN of
+/// `tunnel`): MSS clamp, "too big" check, then ESP encapsulation.
 pub fn tun_to_esp<S: AsRef<[u8]> + AsMut<[u8]>>(
     dp: &DataPath,
+    tunnel: TunnelId,
     now: Instant,
     buf: &mut PacketBuf<S>,
     mtu: &TunnelMtu,
@@ -57,7 +58,7 @@ pub fn tun_to_esp<S: AsRef<[u8]> + AsMut<[u8]>>(
             Err(_) => TunVerdict::TooBigNoReply,
         };
     }
-    match dp.process_outbound(now, buf) {
+    match dp.process_outbound(tunnel, now, buf) {
         a @ OutboundAction::Encapsulated { .. } => TunVerdict::Send(a),
         a => TunVerdict::Other(a),
     }
@@ -72,16 +73,19 @@ fn clamp_inner(pkt: &mut [u8], mtu: &TunnelMtu) {
 }
 
 /// Inbound path for one ESP packet (raw protocol 50, or taken out of
-/// UDP/4500): decrypt, and clamp the MSS of the inner packet.
+/// UDP/4500): decrypt, and clamp the MSS of the inner packet to the MTU of
+/// the tunnel the SA belongs to (`mtu_of`; no clamp if it has none).
 pub fn esp_to_tun<S: AsRef<[u8]> + AsMut<[u8]>>(
     dp: &DataPath,
     now: Instant,
     buf: &mut PacketBuf<S>,
-    mtu: &TunnelMtu,
+    mtu_of: impl FnOnce(TunnelId) -> Option<TunnelMtu>,
 ) -> InboundAction {
     let a = dp.process_inbound_esp(now, buf);
-    if let InboundAction::Inner { .. } = a {
-        clamp_inner(buf.data_mut(), mtu);
+    if let InboundAction::Inner { tunnel, .. } = a {
+        if let Some(mtu) = mtu_of(tunnel) {
+            clamp_inner(buf.data_mut(), &mtu);
+        }
     }
     a
 }
@@ -160,6 +164,7 @@ mod tests {
         let mut a = DataPath::default();
         a.add_policy(Policy {
             id: PolicyId(1),
+            tunnel: TunnelId(0),
             priority: 1,
             local: TrafficSelector::any_v4(),
             remote: TrafficSelector::any_v4(),
@@ -189,14 +194,14 @@ mod tests {
         let mut scratch = [0u8; 1500];
         let pkt = ping([10, 1, 0, 2], [10, 2, 0, 2], 84, true);
         buf.load(HEADROOM, &pkt).unwrap();
-        let v = tun_to_esp(&a, now, &mut buf, &mtu, None, &mut scratch);
+        let v = tun_to_esp(&a, TunnelId(0), now, &mut buf, &mtu, None, &mut scratch);
         let TunVerdict::Send(OutboundAction::Encapsulated { spi, udp_encap, .. }) = v else {
             panic!("{v:?}")
         };
         assert_eq!(spi, 0x1234);
         assert_eq!(udp_encap, None);
         assert_eq!(classify_4500(buf.data()), Udp4500::Esp(0x1234));
-        let a2 = esp_to_tun(&b, now, &mut buf, &mtu);
+        let a2 = esp_to_tun(&b, now, &mut buf, |_| Some(mtu));
         assert!(
             matches!(a2, InboundAction::Inner { spi: 0x1234, .. }),
             "{a2:?}"
@@ -204,7 +209,7 @@ mod tests {
         assert_eq!(buf.data(), &pkt[..]);
         let big = ping([10, 1, 0, 2], [10, 2, 0, 2], 1450, true);
         buf.load(HEADROOM, &big).unwrap();
-        match tun_to_esp(&a, now, &mut buf, &mtu, None, &mut scratch) {
+        match tun_to_esp(&a, TunnelId(0), now, &mut buf, &mtu, None, &mut scratch) {
             TunVerdict::TooBig(n) => {
                 assert_eq!(scratch[20], 3);
                 assert_eq!(scratch[21], 4);
@@ -217,7 +222,7 @@ mod tests {
         let big = ping([10, 1, 0, 2], [10, 2, 0, 2], 1450, false);
         buf.load(HEADROOM, &big).unwrap();
         assert!(matches!(
-            tun_to_esp(&a, now, &mut buf, &mtu, None, &mut scratch),
+            tun_to_esp(&a, TunnelId(0), now, &mut buf, &mtu, None, &mut scratch),
             TunVerdict::Send(_)
         ));
     }

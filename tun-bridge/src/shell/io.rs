@@ -122,13 +122,10 @@ impl Shell {
 
     /// Runs the outbound path on `bufs.segs[slot]`; queues it for sending.
     fn outbound_one(&mut self, now: Instant, k: usize, slot: usize, bufs: &mut Bufs) {
-        let tunnel = TunnelId(k as u32);
-        let Some(dp) = self.plane.datapath(tunnel) else {
-            return;
-        };
         let dev = &self.tuns[k];
         let v = tun_to_esp(
-            dp,
+            self.plane.datapath(),
+            TunnelId(k as u32),
             now,
             &mut bufs.segs[slot],
             &dev.mtu,
@@ -137,8 +134,10 @@ impl Shell {
         );
         match v {
             TunVerdict::Send(OutboundAction::Encapsulated {
-                tunnel, udp_encap, ..
-            }) => bufs.out.push((slot, tunnel, udp_encap)),
+                endpoints,
+                udp_encap,
+                ..
+            }) => bufs.out.push((slot, endpoints, udp_encap)),
             TunVerdict::TooBig(len) => {
                 self.count(k, LocalDrop::TooBig);
                 let _ = tun_write(&self.tuns[k].tun, &bufs.scratch[..len]);
@@ -171,17 +170,15 @@ impl Shell {
     }
 
     /// Decrypts one ESP packet and writes it (coalesced where possible) to
-    /// its tunnel's TUN.
-    fn deliver(&mut self, now: Instant, spi: u32, buf: &mut Buf, g: &mut GroState) {
-        let Some(tunnel) = self.plane.tunnel_of_spi(spi) else {
-            self.unknown_spi += 1;
-            return;
-        };
-        let (Some(dp), k) = (self.plane.datapath(tunnel), tunnel.0 as usize) else {
-            return;
-        };
-        let InboundAction::Inner { .. } = esp_to_tun(dp, now, buf, &self.tuns[k].mtu) else {
-            return;
+    /// the TUN of the tunnel its SA belongs to.
+    fn deliver(&mut self, now: Instant, buf: &mut Buf, g: &mut GroState) {
+        let tuns = &self.tuns;
+        let mtu_of = |t: TunnelId| tuns.get(t.0 as usize).map(|d| d.mtu);
+        let k = match esp_to_tun(self.plane.datapath(), now, buf, mtu_of) {
+            InboundAction::Inner { tunnel, .. } if (tunnel.0 as usize) < self.tuns.len() => {
+                tunnel.0 as usize
+            }
+            _ => return,
         };
         if !self.tuns[k].tun.vnet_hdr() {
             if !matches!(self.tuns[k].tun.write(buf.data()), Ok(Some(_))) {
@@ -270,9 +267,9 @@ impl Shell {
                                 debug!(from = %meta.src, "IKE datagram dropped: {e}");
                             }
                         }
-                        Udp4500::Esp(spi) => {
+                        Udp4500::Esp(_) => {
                             if buf.set_range(r).is_ok() {
-                                self.deliver(now, spi, buf, &mut bufs.gro);
+                                self.deliver(now, buf, &mut bufs.gro);
                             }
                         }
                         Udp4500::Keepalive | Udp4500::Junk => {}
@@ -311,10 +308,7 @@ impl Shell {
                 if buf.set_range(meta.offset..end).is_err() {
                     continue;
                 }
-                let Some(spi) = forward::esp_spi(buf.data()) else {
-                    continue;
-                };
-                self.deliver(now, spi, buf, &mut bufs.gro);
+                self.deliver(now, buf, &mut bufs.gro);
             }
             if got < batch {
                 break;

@@ -110,7 +110,6 @@ pub struct Shell {
     routes: RouteTracker,
     keylog: Option<KeyLog>,
     tuning: Tuning,
-    unknown_spi: u64,
     /// Cached earliest data-path lifetime (recomputed when SAs change or
     /// it passed).
     plane_at: Option<Instant>,
@@ -149,7 +148,6 @@ impl Shell {
             routes,
             keylog: opts.keylog,
             tuning,
-            unknown_spi: 0,
             plane_at: None,
         };
         shell.execute(now)?;
@@ -348,8 +346,9 @@ impl Shell {
             let c = plane.counters(t);
             let mut drops = BTreeMap::new();
             for r in DropReason::ALL {
-                if c.drops[r.index()] > 0 {
-                    drops.insert(r.to_string(), c.drops[r.index()]);
+                let n = c.inbound.dropped(r) + c.outbound.dropped(r);
+                if n > 0 {
+                    drops.insert(r.to_string(), n);
                 }
             }
             if let Some(dev) = tuns.get(t.0 as usize) {

@@ -137,7 +137,7 @@ fn rekey_without_loss(who: &[usize]) {
     // The old inbound SAs stay for packets in flight, then go.
     n.advance(Duration::from_secs(6));
     for (s, old_in) in [(A, before.0.unwrap()), (B, before.1.unwrap())] {
-        assert_eq!(n.sites[s].dp.tunnel_of_spi(old_in), None);
+        assert!(n.sites[s].dp.datapath().sad().inbound(old_in).is_none());
     }
     assert!(n.sites.iter().all(|s| s.apply_errors.is_empty()));
 }
@@ -272,7 +272,12 @@ fn peer_delete_brings_the_initiator_back() {
     let before = spis(&n, A);
     n.command(B, Command::Down(T0));
     assert_eq!(n.state(B, 0), TunnelState::Down);
-    assert!(n.sites[B].dp.tunnel_of_spi(before.1.unwrap()).is_none());
+    assert!(n.sites[B]
+        .dp
+        .datapath()
+        .sad()
+        .inbound(before.1.unwrap())
+        .is_none());
     // A (auto=start) was told by DELETE and comes back after its backoff;
     // B answers as a responder.
     n.advance(Duration::from_secs(3));

@@ -304,16 +304,12 @@ impl Net {
         self.data_sent += 1;
         let mut buf = PacketBuf::with_capacity(128, 2048, 64);
         buf.load(128, &pkt).unwrap();
-        let Some(dp) = s.dp.datapath(tunnel) else {
-            self.lose("no data path".into());
-            return;
-        };
-        match dp.process_outbound(self.now, &mut buf) {
-            OutboundAction::Encapsulated { tunnel, .. } => {
+        match s.dp.datapath().process_outbound(tunnel, self.now, &mut buf) {
+            OutboundAction::Encapsulated { endpoints, .. } => {
                 let bytes = buf.data().to_vec();
-                if (self.deliver)(from, tunnel.remote) {
+                if (self.deliver)(from, endpoints.remote) {
                     self.esp.push_back(EspInFlight {
-                        to: tunnel.remote,
+                        to: endpoints.remote,
                         bytes,
                     });
                 } else {
@@ -336,12 +332,7 @@ impl Net {
                 self.lose("no site".into());
                 continue;
             };
-            let spi = u32::from_be_bytes([p.bytes[0], p.bytes[1], p.bytes[2], p.bytes[3]]);
-            let s = &self.sites[to];
-            let Some(dp) = s.dp.tunnel_of_spi(spi).and_then(|t| s.dp.datapath(t)) else {
-                self.lose(format!("site {to}: unknown SPI {spi:08x}"));
-                continue;
-            };
+            let dp = self.sites[to].dp.datapath();
             let mut buf = PacketBuf::with_capacity(128, 2048, 64);
             buf.load(128, &p.bytes).unwrap();
             match dp.process_inbound_esp(self.now, &mut buf) {
