@@ -134,9 +134,9 @@ fn check_reports_every_error_with_file_and_line() {
     assert!(!stderr.contains("secret-value"));
 }
 
-#[test]
-fn up_rejects_a_broken_configuration() {
-    let (dir, conf, sec) = broken_files("up");
+/// Runs `up` on `conf`/`sec` (a control socket in `dir`), removes `dir`,
+/// asserts that `up` failed and returns its stderr.
+fn up_fails(dir: &std::path::Path, conf: &std::path::Path, sec: &std::path::Path) -> String {
     let out = run(&[
         "up",
         "--config",
@@ -146,9 +146,15 @@ fn up_rejects_a_broken_configuration() {
         "--control",
         dir.join("ctl.sock").to_str().unwrap(),
     ]);
-    std::fs::remove_dir_all(&dir).unwrap();
-    let stderr = text(&out.stderr);
+    std::fs::remove_dir_all(dir).unwrap();
     assert!(!out.status.success());
+    text(&out.stderr)
+}
+
+#[test]
+fn up_rejects_a_broken_configuration() {
+    let (dir, conf, sec) = broken_files("up");
+    let stderr = up_fails(&dir, &conf, &sec);
     assert!(
         stderr.contains(&format!("{}:7: unknown key 'frobnicate'", conf.display())),
         "{stderr}"
@@ -266,18 +272,7 @@ fn check_rejects_what_up_would_not_start() {
 #[test]
 fn up_rejects_bad_proposals_before_touching_the_system() {
     let (dir, c, s) = files("up-proposals", &format!("{CONN}\tike=aes999-sha7;modp77\n"));
-    let out = run(&[
-        "up",
-        "--config",
-        c.to_str().unwrap(),
-        "--secrets",
-        s.to_str().unwrap(),
-        "--control",
-        dir.join("ctl.sock").to_str().unwrap(),
-    ]);
-    std::fs::remove_dir_all(&dir).unwrap();
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = up_fails(&dir, &c, &s);
     assert!(
         stderr.contains(&format!("{}:6: invalid ike= proposal", c.display())),
         "{stderr}"

@@ -65,6 +65,19 @@ fn pair_psk(extra_a: &str, extra_b: &str, psk_a: &str, psk_b: &str) -> Net {
     Net::new(vec![a, b], now)
 }
 
+/// Runs data both ways between A and B over tunnel 0 for `secs` seconds in
+/// `step_ms` steps and asserts that every packet arrived.
+fn traffic_without_loss(n: &mut Net, secs: u64, step_ms: u64) {
+    n.run_traffic(
+        Duration::from_secs(secs),
+        Duration::from_millis(step_ms),
+        B,
+        T0,
+        T0,
+    );
+    assert_eq!(n.data_lost, 0, "{:?}", n.last_loss);
+}
+
 fn established(n: &Net, site: usize, tunnel: usize) -> bool {
     n.state(site, tunnel) == TunnelState::Established
 }
@@ -82,14 +95,7 @@ fn establish_and_carry_traffic_both_ways() {
     let (a_in, a_out) = spis(&n, A);
     let (b_in, b_out) = spis(&n, B);
     assert_eq!((a_in, a_out), (b_out, b_in));
-    n.run_traffic(
-        Duration::from_secs(2),
-        Duration::from_millis(100),
-        B,
-        T0,
-        T0,
-    );
-    assert_eq!(n.data_lost, 0, "{:?}", n.last_loss);
+    traffic_without_loss(&mut n, 2, 100);
     assert_eq!(n.data_delivered, 40);
     let st = n.status(A);
     assert_eq!(st.tunnels[0].esp_algorithms.as_deref(), Some("aes128gcm16"));
@@ -166,14 +172,7 @@ fn child_rekey_on_lifetime_keeps_traffic_flowing() {
     n.advance(Duration::from_secs(1));
     let before = spis(&n, A);
     n.advance(Duration::from_secs(16 * 60 + 50));
-    n.run_traffic(
-        Duration::from_secs(20),
-        Duration::from_millis(500),
-        B,
-        T0,
-        T0,
-    );
-    assert_eq!(n.data_lost, 0, "{:?}", n.last_loss);
+    traffic_without_loss(&mut n, 20, 500);
     assert_ne!(spis(&n, A), before);
     assert!(n.status(A).tunnels[0].last_rekey_secs.is_some());
 }
@@ -187,14 +186,7 @@ fn ike_rekey_keeps_child_sas() {
     n.advance(Duration::from_secs(1));
     let before = spis(&n, A);
     n.advance(Duration::from_secs(28 * 60));
-    n.run_traffic(
-        Duration::from_secs(5),
-        Duration::from_millis(500),
-        B,
-        T0,
-        T0,
-    );
-    assert_eq!(n.data_lost, 0, "{:?}", n.last_loss);
+    traffic_without_loss(&mut n, 5, 500);
     assert_eq!(spis(&n, A), before);
     assert!(established(&n, A, 0) && established(&n, B, 0));
 }
@@ -221,14 +213,7 @@ fn dpd_restart_reinitiates_until_the_peer_is_back() {
     n.advance(Duration::from_secs(60));
     assert!(established(&n, A, 0), "{:?}", n.status(A).tunnels[0]);
     assert_eq!(n.status(A).tunnels[0].last_error, None);
-    n.run_traffic(
-        Duration::from_secs(1),
-        Duration::from_millis(100),
-        B,
-        T0,
-        T0,
-    );
-    assert_eq!(n.data_lost, 0, "{:?}", n.last_loss);
+    traffic_without_loss(&mut n, 1, 100);
 }
 
 #[test]
@@ -283,14 +268,7 @@ fn peer_delete_brings_the_initiator_back() {
     n.advance(Duration::from_secs(3));
     assert!(established(&n, A, 0));
     assert_ne!(spis(&n, A), before);
-    n.run_traffic(
-        Duration::from_secs(1),
-        Duration::from_millis(100),
-        B,
-        T0,
-        T0,
-    );
-    assert_eq!(n.data_lost, 0, "{:?}", n.last_loss);
+    traffic_without_loss(&mut n, 1, 100);
 }
 
 /// A with Tunnel1 to B and Tunnel2 to C for the same subnets.
