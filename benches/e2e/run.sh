@@ -552,7 +552,7 @@ test_lat() {
 table() {
 	python3 - "$RAW" "$SCENARIOS" "$RUNS" "$SECS" <<'EOF'
 import sys, statistics
-raw, scen, runs, secs = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+raw, scen, runs, secs = sys.argv[1], list(dict.fromkeys(sys.argv[2].split())), sys.argv[3], sys.argv[4]
 vals = {}
 for line in open(raw):
     p = line.split()
@@ -629,7 +629,7 @@ log "runs=$RUNS secs=$SECS scenarios=[$SCENARIOS] tests=[$TESTS] out=$OUT_DIR ke
 	echo "# $(date -Is) runs=$RUNS secs=$SECS kernel=$(uname -r) nproc=$(nproc) tb_encap=$TB_ENCAP wan_gso=$WAN_GSO udp_sender=$UDP_SENDER"
 	[ -n "${TB_BIN:-}" ] && echo "# tun-bridge $TB_BIN $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)"
 } >"$OUT_DIR/header.txt"
-for SC in $SCENARIOS; do
+for SC in $SCENARIOS; do # a name given twice runs twice; the table pools its runs
 	log "=== $SC"
 	topo_up
 	scenario_up "$SC"
