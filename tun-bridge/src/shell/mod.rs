@@ -233,7 +233,8 @@ impl Shell {
             while let Some(ev) = self.plane.poll_event() {
                 self.engine.handle_datapath(now, ev);
             }
-            self.execute(now)?;
+            // A route that cannot be moved was logged; the tunnels go on.
+            let _ = self.execute(now);
             if self.engine.is_shut_down(now) {
                 break;
             }
@@ -245,8 +246,8 @@ impl Shell {
         Ok(())
     }
 
-    /// Carries out every queued action of the engine. A route that cannot
-    /// be installed is an error (fatal at start, logged later).
+    /// Carries out every queued action of the engine. Returns the first
+    /// route that could not be installed (fatal at start; later only logged).
     fn execute(&mut self, now: Instant) -> Result<(), Error> {
         let mut sa_changed = false;
         let mut result = Ok(());
