@@ -93,6 +93,20 @@ pub(super) fn recv_many_raw<B: RecvSlot>(
     Ok(got)
 }
 
+/// The iovecs of the first [`BATCH_MAX`] packets of `pkts` (the rest of
+/// the array zeroed). They point into `pkts`: use them while it lives.
+fn iovecs(pkts: &[&[u8]]) -> [libc::iovec; BATCH_MAX] {
+    // SAFETY: all-zero is a valid value for this plain C struct.
+    let mut iov: [libc::iovec; BATCH_MAX] = unsafe { zeroed() };
+    for (v, p) in iov.iter_mut().zip(pkts) {
+        *v = libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        };
+    }
+    iov
+}
+
 /// `sendmmsg` of every packet of `pkts` to `dst` (source `src` if given),
 /// up to [`BATCH_MAX`]; returns how many the kernel took (the rest did not
 /// fit the socket buffer).
@@ -109,16 +123,11 @@ pub(super) fn send_many_raw(
     let (mut ss, sslen) = sockaddr_to(dst);
     let mut cbuf = CmsgBuf::new();
     let clen = src.map_or(0, |a| write_src_pktinfo(&mut cbuf, a));
-    // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut iov: [libc::iovec; BATCH_MAX] = unsafe { zeroed() };
-    // SAFETY: as above.
+    let mut iov = iovecs(&pkts[..n]);
+    // SAFETY: all-zero is a valid value for this plain C struct.
     let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { zeroed() };
-    for (i, p) in pkts.iter().take(n).enumerate() {
-        iov[i] = libc::iovec {
-            iov_base: p.as_ptr() as *mut libc::c_void,
-            iov_len: p.len(),
-        };
-        hdrs[i].msg_hdr = msghdr_for(&mut ss, sslen, &mut iov[i], &mut cbuf.0[..clen]);
+    for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()).take(n) {
+        h.msg_hdr = msghdr_for(&mut ss, sslen, v, &mut cbuf.0[..clen]);
     }
     // SAFETY: `hdrs[..n]` point into live buffers for the whole call; the
     // kernel only reads the shared address and control buffers.
@@ -191,16 +200,9 @@ pub(super) fn send_gso_raw(
     }
     let pkts = &pkts[..n];
     let (mut ss, sslen) = sockaddr_to(dst);
-    // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut iov: [libc::iovec; BATCH_MAX] = unsafe { zeroed() };
-    for (v, p) in iov.iter_mut().zip(pkts) {
-        *v = libc::iovec {
-            iov_base: p.as_ptr() as *mut libc::c_void,
-            iov_len: p.len(),
-        };
-    }
+    let mut iov = iovecs(pkts);
     let mut cbuf: [CmsgBuf; BATCH_MAX] = std::array::from_fn(|_| CmsgBuf::new());
-    // SAFETY: as above.
+    // SAFETY: all-zero is a valid value for this plain C struct.
     let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { zeroed() };
     let mut runs = [(0usize, 0usize); BATCH_MAX];
     let mut m = 0;
