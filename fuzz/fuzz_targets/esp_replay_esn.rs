@@ -23,7 +23,8 @@ use std::time::Instant;
 use ipsec_core::crypto::Suite;
 use ipsec_core::replay::{ReplayError, ReplayWindow, MAX_WINDOW, MIN_WINDOW};
 use ipsec_core::sa::{
-    InboundSa, OutboundSa, SaParams, SecretKey, TunnelEndpoints, ESP_MAX_HEADROOM, ESP_MAX_TAILROOM,
+    InboundSa, OutboundSa, SaParams, SecretBytes, TunnelEndpoints, ESP_MAX_HEADROOM,
+    ESP_MAX_TAILROOM,
 };
 use ipsec_core::selector::TrafficSelector;
 use libfuzzer_sys::fuzz_target;
@@ -126,8 +127,8 @@ fuzz_target!(|data: &[u8]| {
     let mut p = SaParams::new(
         0x0102_0304,
         suite,
-        SecretKey::new(vec![0x42; suite.enc_key_len().unwrap_or(0)]),
-        SecretKey::new(vec![0x24; suite.integ_key_len()]),
+        SecretBytes::new(vec![0x42; suite.enc_key_len().unwrap_or(0)]),
+        SecretBytes::new(vec![0x24; suite.integ_key_len()]),
         TunnelEndpoints {
             local: "192.0.2.1".parse().unwrap(),
             remote: "192.0.2.2".parse().unwrap(),

@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let mut ep = Endpoint::new(Config::default());
     let local = "192.0.2.1:500".parse().unwrap();
     let remote = "198.51.100.2:500".parse().unwrap();
-    let conn = ep.add_peer(PeerConfig::new(local, remote, Identity::Fqdn("a".into()), Psk::new(&b"k"[..])));
+    let conn = ep.add_peer(PeerConfig::new(
+        local,
+        remote,
+        Identity::Fqdn("a".into()),
+        Psk::new(&b"k"[..]),
+    ));
     let mut now = Instant::now();
     ep.initiate(now, conn).expect("default config initiates");
     let first = ep.poll_transmit().expect("IKE_SA_INIT sent");

@@ -7,11 +7,19 @@ use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
-    let mut ep = Endpoint::new(Config { cookie_threshold: 2, ..Default::default() });
+    let mut ep = Endpoint::new(Config {
+        cookie_threshold: 2,
+        ..Default::default()
+    });
     let local = "198.51.100.2:500".parse().unwrap();
     let local_natt = "198.51.100.2:4500".parse().unwrap();
     let remote = "192.0.2.1:500".parse().unwrap();
-    let mut peer = PeerConfig::new(local, "0.0.0.0:500".parse().unwrap(), Identity::Fqdn("b".into()), Psk::new(&b"k"[..]));
+    let mut peer = PeerConfig::new(
+        local,
+        "0.0.0.0:500".parse().unwrap(),
+        Identity::Fqdn("b".into()),
+        Psk::new(&b"k"[..]),
+    );
     peer.dpd_delay = Some(Duration::from_secs(5));
     ep.add_peer(peer);
     let mut now = Instant::now();
