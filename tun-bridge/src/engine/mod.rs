@@ -230,21 +230,6 @@ impl Engine {
         Ok(e)
     }
 
-    /// The tunnels' plans, by [`TunnelId`].
-    pub fn plans(&self) -> impl Iterator<Item = (TunnelId, &ConnPlan)> {
-        self.tunnels.iter().map(|t| (t.id, &t.plan))
-    }
-
-    /// Number of tunnels.
-    pub fn len(&self) -> usize {
-        self.tunnels.len()
-    }
-
-    /// True without tunnels.
-    pub fn is_empty(&self) -> bool {
-        self.tunnels.is_empty()
-    }
-
     /// Feeds an IKE datagram received on `local` from `remote`.
     pub fn handle_ike(
         &mut self,
