@@ -9,7 +9,7 @@ use crate::{in_netns, LabError, Result};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -107,7 +107,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
 pub fn tcp_transfer(
     src_ns: &str,
     dst_ns: &str,
-    dst: Ipv4Addr,
+    dst: impl Into<IpAddr>,
     port: u16,
     bytes: u64,
     timeout: Duration,
@@ -121,12 +121,13 @@ pub fn tcp_transfer(
 pub fn tcp_transfer_paced(
     src_ns: &str,
     dst_ns: &str,
-    dst: Ipv4Addr,
+    dst: impl Into<IpAddr>,
     port: u16,
     bytes: u64,
     pace: Option<u64>,
     timeout: Duration,
 ) -> Result<TransferReport> {
+    let dst: IpAddr = dst.into();
     let deadline = Instant::now() + timeout;
     let stall = Duration::from_secs(10).min(timeout);
     let listener = in_netns(dst_ns, || TcpListener::bind((dst, port)))?

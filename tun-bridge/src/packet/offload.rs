@@ -6,9 +6,9 @@
 //! * [`Tso`]: split a TCP or UDP (USO) super-packet (up to 64 KiB, read in
 //!   one `read`) into segments, each a complete IP packet with valid
 //!   checksums, written into caller buffers (no allocation).
-//! * [`Gro`]: coalesce consecutive decrypted TCP/IPv4 segments of one flow
-//!   (and, when the TUN takes USO, equal-sized UDP/IPv4 datagrams of one
-//!   flow) into one super-packet written with one `write` and a GSO header,
+//! * [`Gro`]: coalesce consecutive decrypted TCP segments of one flow, IPv4
+//!   and IPv6 alike (and, when the TUN takes USO, equal-sized UDP datagrams
+//!   of one flow) into one super-packet written with one `write` and a GSO header,
 //!   so the kernel forwards one packet instead of dozens.
 
 use ipsec_core::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet};
@@ -207,6 +207,8 @@ pub struct Gro {
     closed: bool,
     /// Transport of the held packet (TCP or UDP).
     proto: IpProtocol,
+    /// The held packet is IPv6.
+    v6: bool,
     /// UDP datagrams may be coalesced (the TUN took `TUN_F_USO4`).
     udp: bool,
 }
@@ -230,21 +232,22 @@ impl Gro {
             next_seq: 0,
             closed: false,
             proto: TCP,
+            v6: false,
             udp: false,
         }
     }
 
     /// Also coalesce UDP datagrams (only for a TUN that accepted
-    /// `TUN_F_USO4`: it must take `GSO_UDP_L4` packets).
+    /// `TUN_F_USO4 | TUN_F_USO6`: it must take `GSO_UDP_L4` packets).
     pub fn with_udp(mut self, on: bool) -> Gro {
         self.udp = on;
         self
     }
 
-    /// UDP/IPv4, not a fragment, at least one payload byte, length fields
+    /// UDP, not a fragment, at least one payload byte, length fields
     /// consistent: coalesce it.
-    /// `pkt` is a checked IPv4 packet of `l3` header bytes.
-    fn push_udp(&mut self, pkt: &[u8], l3: usize) -> bool {
+    /// `pkt` is a checked IP packet of `l3` header bytes ([`ip_header`]).
+    fn push_udp(&mut self, pkt: &[u8], l3: usize, v6: bool) -> bool {
         if pkt.len() <= l3 + 8 || usize::from(be16(pkt, l3 + 4)) != pkt.len() - l3 {
             return false;
         }
@@ -258,9 +261,11 @@ impl Gro {
             self.mss = plen;
             self.closed = false;
             self.proto = UDP;
+            self.v6 = v6;
             return true;
         }
         if self.proto != UDP
+            || v6 != self.v6
             || self.closed
             || self.segs >= GRO_MAX_SEGS
             || l3 != self.l3
@@ -270,12 +275,8 @@ impl Gro {
             return false;
         }
         let held = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + l3 + 4];
-        // TOS, DF, TTL, protocol, addresses, options; ports.
-        let same = pkt[1] == held[1]
-            && pkt[6] & 0x40 == held[6] & 0x40
-            && pkt[8..10] == held[8..10]
-            && pkt[12..l3] == held[12..l3]
-            && pkt[l3..l3 + 4] == held[l3..l3 + 4];
+        // IP header; ports.
+        let same = same_ip(pkt, held, l3, v6) && pkt[l3..l3 + 4] == held[l3..l3 + 4];
         if !same {
             return false;
         }
@@ -300,19 +301,14 @@ impl Gro {
     /// all (a second offer to an empty coalescer also answers `false`:
     /// write it on its own).
     pub fn push(&mut self, pkt: &[u8]) -> bool {
-        // IPv4 filling the buffer exactly, not a fragment.
-        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
+        let Some((l3, v6, proto)) = ip_header(pkt) else {
             return false;
         };
-        if usize::from(ip.total_len()) != pkt.len() || ip.more_frags() || ip.frag_offset() != 0 {
-            return false;
-        }
-        let l3 = ip.header_len();
-        if ip.protocol() == UDP && self.udp {
-            return self.push_udp(pkt, l3);
+        if proto == UDP && self.udp {
+            return self.push_udp(pkt, l3, v6);
         }
         // TCP.
-        if ip.protocol() != TCP || pkt.len() < l3 + 20 {
+        if proto != TCP || pkt.len() < l3 + 20 {
             return false;
         }
         let hlen = l3 + usize::from(pkt[l3 + 12] >> 4) * 4;
@@ -333,9 +329,11 @@ impl Gro {
             self.next_seq = seq.wrapping_add(plen as u32);
             self.closed = flags & PSH != 0;
             self.proto = TCP;
+            self.v6 = v6;
             return true;
         }
         if self.proto != TCP
+            || v6 != self.v6
             || self.closed
             || self.segs >= GRO_MAX_SEGS
             || l3 != self.l3
@@ -347,11 +345,8 @@ impl Gro {
             return false;
         }
         let held = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + hlen];
-        // TOS, DF, TTL, protocol, addresses; ports; ACK number; offset..window; options.
-        let same = pkt[1] == held[1]
-            && pkt[6] & 0x40 == held[6] & 0x40
-            && pkt[8..10] == held[8..10]
-            && pkt[12..l3] == held[12..l3]
+        // IP header; ports; ACK number; offset..window; options.
+        let same = same_ip(pkt, held, l3, v6)
             && pkt[l3..l3 + 4] == held[l3..l3 + 4]
             && pkt[l3 + 8..l3 + 12] == held[l3 + 8..l3 + 12]
             && pkt[l3 + 12] == held[l3 + 12]
@@ -390,11 +385,9 @@ impl Gro {
         let mut v = VnetHdr::default();
         if segs > 1 && self.proto == UDP {
             let l3 = self.l3;
-            let mut ip = Ipv4Packet::new_unchecked(&mut *pkt);
-            ip.set_total_len(len as u16);
-            ip.fill_checksum();
+            set_ip_len(pkt, self.v6);
             pkt[l3 + 4..l3 + 6].copy_from_slice(&((len - l3) as u16).to_be_bytes());
-            let p = checksum::fold(pseudo_for(pkt, false, UDP, len - l3));
+            let p = checksum::fold(pseudo_for(pkt, self.v6, UDP, len - l3));
             pkt[l3 + 6..l3 + 8].copy_from_slice(&p.to_be_bytes());
             v = VnetHdr {
                 flags: VnetHdr::F_NEEDS_CSUM,
@@ -406,14 +399,16 @@ impl Gro {
             };
         } else if segs > 1 {
             let l3 = self.l3;
-            let mut ip = Ipv4Packet::new_unchecked(&mut *pkt);
-            ip.set_total_len(len as u16);
-            ip.fill_checksum();
-            let p = checksum::fold(pseudo(pkt, false, len - l3));
+            set_ip_len(pkt, self.v6);
+            let p = checksum::fold(pseudo(pkt, self.v6, len - l3));
             pkt[l3 + 16..l3 + 18].copy_from_slice(&p.to_be_bytes());
             v = VnetHdr {
                 flags: VnetHdr::F_NEEDS_CSUM,
-                gso_type: VnetHdr::GSO_TCPV4,
+                gso_type: if self.v6 {
+                    VnetHdr::GSO_TCPV6
+                } else {
+                    VnetHdr::GSO_TCPV4
+                },
                 hdr_len: self.hlen as u16,
                 gso_size: self.mss as u16,
                 csum_start: l3 as u16,
@@ -423,6 +418,58 @@ impl Gro {
         let hdr: &mut [u8; VNET_HDR_LEN] = hdr.try_into().expect("header length");
         v.emit(hdr);
         Some(&self.buf[..VNET_HDR_LEN + len])
+    }
+}
+
+/// A coalescable IP packet: IPv4 filling the buffer exactly and not a
+/// fragment, or IPv6 filling it exactly with the transport right behind the
+/// fixed header (no extension headers, no jumbogram). Returns the IP header
+/// length, whether it is IPv6, and the transport protocol.
+fn ip_header(pkt: &[u8]) -> Option<(usize, bool, IpProtocol)> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let ip = Ipv4Packet::new_checked(pkt).ok()?;
+            if usize::from(ip.total_len()) != pkt.len() || ip.more_frags() || ip.frag_offset() != 0
+            {
+                return None;
+            }
+            Some((ip.header_len(), false, ip.protocol()))
+        }
+        6 => {
+            let ip = Ipv6Packet::new_checked(pkt).ok()?;
+            if ip.payload_len() == 0 || ip.total_len() != pkt.len() {
+                return None;
+            }
+            Some((40, true, ip.next_header()))
+        }
+        _ => None,
+    }
+}
+
+/// Same IP header as the held packet apart from lengths, IDs and checksums:
+/// IPv4 TOS, DF, TTL, protocol, addresses and options; IPv6 traffic class,
+/// flow label, next header, hop limit and addresses.
+fn same_ip(pkt: &[u8], held: &[u8], l3: usize, v6: bool) -> bool {
+    if v6 {
+        pkt[..4] == held[..4] && pkt[6..40] == held[6..40]
+    } else {
+        pkt[1] == held[1]
+            && pkt[6] & 0x40 == held[6] & 0x40
+            && pkt[8..10] == held[8..10]
+            && pkt[12..l3] == held[12..l3]
+    }
+}
+
+/// Writes the merged packet's IP length field (and the IPv4 header
+/// checksum). The caller keeps `pkt` at most 65,535 bytes.
+fn set_ip_len(pkt: &mut [u8], v6: bool) {
+    let len = pkt.len();
+    if v6 {
+        pkt[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+    } else {
+        let mut ip = Ipv4Packet::new_unchecked(&mut *pkt);
+        ip.set_total_len(len as u16);
+        ip.fill_checksum();
     }
 }
 
@@ -655,5 +702,145 @@ mod tests {
         assert!(Tso::new(&[0x60; 10], &hdr).is_none());
         let v = VnetHdr::default();
         assert!(Tso::new(&tcp4(1, ACK, &[0; 10], &[]), &v).is_none());
+    }
+
+    /// A TCP or UDP/IPv6 packet (no extension headers) with a valid
+    /// checksum.
+    fn l4v6(proto: IpProtocol, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let thl = if proto == TCP { 20 } else { 8 };
+        let len = 40 + thl + payload.len();
+        let mut p = vec![0u8; len];
+        p[0] = 0x60;
+        p[1..4].copy_from_slice(&[0x0a, 0xbc, 0xde]); // TC and flow label
+        p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+        p[6] = proto.0;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&"fd00:1::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&"fd00:2::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p[40..42].copy_from_slice(&40000u16.to_be_bytes());
+        p[42..44].copy_from_slice(&5201u16.to_be_bytes());
+        let csum_at = if proto == TCP {
+            p[44..48].copy_from_slice(&seq.to_be_bytes());
+            p[48..52].copy_from_slice(&77u32.to_be_bytes());
+            p[52] = 5 << 4;
+            p[53] = flags;
+            p[54..56].copy_from_slice(&500u16.to_be_bytes());
+            56
+        } else {
+            p[44..46].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+            46
+        };
+        p[40 + thl..].copy_from_slice(payload);
+        let c = checksum::finish(checksum::add(
+            pseudo_for(&p, true, proto, len - 40),
+            &p[40..],
+        ));
+        p[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn v6_valid(p: &[u8]) -> bool {
+        checksum::finish(checksum::add(
+            pseudo_for(p, true, IpProtocol(p[6]), p.len() - 40),
+            &p[40..],
+        )) == 0
+    }
+
+    /// TCP/IPv6: segments of one flow coalesce into one `GSO_TCPV6`
+    /// super-packet, and TSO splits it back into the same segments.
+    #[test]
+    fn tcp_v6_gro_then_tso_roundtrip() {
+        let segs: Vec<Vec<u8>> = (0..4u32)
+            .map(|i| {
+                let n = if i == 3 { 700 } else { 1400 };
+                let flags = if i == 3 { ACK | PSH } else { ACK };
+                l4v6(TCP, 1000 + 1400 * i, flags, &vec![i as u8 + 1; n])
+            })
+            .collect();
+        let mut gro = Gro::new();
+        for s in &segs {
+            assert!(v6_valid(s));
+            assert!(gro.push(s));
+        }
+        // closed by PSH and the short segment
+        assert!(!gro.push(&l4v6(TCP, 1000 + 1400 * 3 + 700, ACK, &[0; 1400])));
+        let merged = gro.finish().unwrap().to_vec();
+        let h = VnetHdr::parse(&merged).unwrap();
+        assert_eq!(h.gso_type, VnetHdr::GSO_TCPV6);
+        assert_eq!(
+            (h.gso_size, h.hdr_len, h.csum_start, h.csum_offset),
+            (1400, 60, 40, 16)
+        );
+        let sup = &merged[VNET_HDR_LEN..];
+        assert_eq!(sup.len(), 60 + 3 * 1400 + 700);
+        assert_eq!(be16(sup, 4) as usize, sup.len() - 40);
+        let mut whole = sup.to_vec();
+        assert!(complete_csum(&mut whole, 40, 16));
+        assert!(v6_valid(&whole));
+        let tso = Tso::new(sup, &h).unwrap();
+        assert_eq!(tso.count(), 4);
+        let mut out = vec![0u8; 2000];
+        for (i, s) in segs.iter().enumerate() {
+            let n = tso.segment(sup, i, &mut out).unwrap();
+            assert!(v6_valid(&out[..n]), "segment {i}");
+            assert_eq!(&out[..n], &s[..], "segment {i}");
+        }
+    }
+
+    /// UDP/IPv6 datagrams coalesce only when the TUN takes USO.
+    #[test]
+    fn udp_v6_gro_then_uso_roundtrip() {
+        let dgrams: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| l4v6(UDP, 0, 0, &vec![i + 1; 512]))
+            .collect();
+        assert!(!Gro::new().push(&dgrams[0]));
+        let mut gro = Gro::new().with_udp(true);
+        for d in &dgrams {
+            assert!(gro.push(d));
+        }
+        let merged = gro.finish().unwrap().to_vec();
+        let h = VnetHdr::parse(&merged).unwrap();
+        assert_eq!(h.gso_type, VnetHdr::GSO_UDP_L4);
+        assert_eq!((h.gso_size, h.hdr_len, h.csum_start), (512, 48, 40));
+        let sup = &merged[VNET_HDR_LEN..];
+        let tso = Tso::new(sup, &h).unwrap();
+        assert_eq!(tso.count(), 3);
+        let mut out = vec![0u8; 1000];
+        for (i, d) in dgrams.iter().enumerate() {
+            let n = tso.segment(sup, i, &mut out).unwrap();
+            assert!(v6_valid(&out[..n]), "datagram {i}");
+            assert_eq!(&out[..n], &d[..], "datagram {i}");
+        }
+    }
+
+    /// IPv6 and IPv4 never merge; other flow labels, hop limits, extension
+    /// headers and length mismatches are refused.
+    #[test]
+    fn gro_v6_refusals() {
+        let a = l4v6(TCP, 1, ACK, &[0; 100]);
+        let next = l4v6(TCP, 101, ACK, &[0; 100]);
+        let mut gro = Gro::new();
+        assert!(gro.push(&a));
+        let mut v4 = tcp4(101, ACK, &[0; 100], &[]);
+        assert!(!gro.push(&v4));
+        let mut label = next.clone();
+        label[3] ^= 1;
+        assert!(!gro.push(&label));
+        let mut hop = next.clone();
+        hop[7] = 63;
+        assert!(!gro.push(&hop));
+        let mut long = next.clone();
+        long.push(0);
+        assert!(!gro.push(&long));
+        assert!(gro.push(&next));
+        // an IPv4 flow first: IPv6 cannot join it
+        let mut g4 = Gro::new();
+        v4 = tcp4(1, ACK, &[0; 100], &[]);
+        assert!(g4.push(&v4));
+        assert!(!g4.push(&next));
+        // a hop-by-hop header in front of TCP: not coalescable
+        let mut ext = a.clone();
+        ext[6] = 0;
+        assert!(!Gro::new().push(&ext));
     }
 }
