@@ -14,9 +14,11 @@
 //! * [`lifecycle`]: lifetimes, SPD entries, restart and backoff rules.
 //! * [`failover`]: which member of a tunnel pair carries the routes.
 //! * [`status`]: the status report.
+//! * [`reload`]: what a new configuration means for the running tunnels.
 
 pub mod failover;
 pub mod lifecycle;
+pub mod reload;
 pub mod status;
 mod tunnel;
 
@@ -67,6 +69,11 @@ pub enum Action {
         /// Prefixes.
         routes: Vec<IpNet>,
     },
+    /// Withdraw the routes to these prefixes (a reload removed them).
+    Unroute {
+        /// Prefixes.
+        routes: Vec<IpNet>,
+    },
     /// IKE keys for `--log-keys`.
     IkeSecrets(Box<IkeSaSecrets>),
 }
@@ -80,6 +87,20 @@ pub enum SaAction {
         tunnel: TunnelId,
         /// Its policies.
         policies: Vec<(TrafficSelector, TrafficSelector)>,
+    },
+    /// Replace the tunnel's SPD entries (its selectors changed on reload;
+    /// its Child SAs were removed first).
+    ReplacePolicies {
+        /// The tunnel.
+        tunnel: TunnelId,
+        /// Its new policies.
+        policies: Vec<(TrafficSelector, TrafficSelector)>,
+    },
+    /// Remove the tunnel: its SPD entries and any SA left (a reload
+    /// removed the connection).
+    RemoveTunnel {
+        /// The tunnel.
+        tunnel: TunnelId,
     },
     /// Install a Child SA: inbound usable at once, outbound kept until
     /// [`SaAction::SelectOutbound`] names it.
@@ -289,14 +310,14 @@ impl Engine {
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::Up(id) => {
-                if let Some(t) = self.tunnels.get_mut(index(id)) {
+                if let Some(t) = self.tunnels.get_mut(index(id)).filter(|t| !t.removed) {
                     t.attempts = 0;
                     t.parked = None;
                     self.initiate(now, index(id));
                 }
             }
             Command::Down(id) => {
-                if let Some(t) = self.tunnels.get_mut(index(id)) {
+                if let Some(t) = self.tunnels.get_mut(index(id)).filter(|t| !t.removed) {
                     t.parked = Some(Parked::AdminDown);
                     t.retry_at = None;
                     if let Err(e) = self.ike.delete(now, t.conn) {
@@ -360,6 +381,30 @@ impl Engine {
             .min()
     }
 
+    /// The tunnel configured as `name`.
+    pub fn tunnel_id(&self, name: &str) -> Option<TunnelId> {
+        self.live_tunnels()
+            .find(|t| t.plan.name == name)
+            .map(|t| t.id)
+    }
+
+    /// The names of the configured tunnels, in configuration order.
+    pub fn tunnel_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.live_tunnels().map(|t| t.plan.name.as_str())
+    }
+
+    /// The plan of a configured (not removed) tunnel.
+    pub fn plan(&self, id: TunnelId) -> Option<&ConnPlan> {
+        self.tunnels
+            .get(index(id))
+            .filter(|t| !t.removed)
+            .map(|t| &t.plan)
+    }
+
+    fn live_tunnels(&self) -> impl Iterator<Item = &Tunnel> + '_ {
+        self.tunnels.iter().filter(|t| !t.removed)
+    }
+
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -382,6 +427,7 @@ impl Engine {
         let t = &mut self.tunnels[i];
         if t.ike_up
             || t.connecting
+            || t.removed
             || self.shutdown_at.is_some()
             || t.plan.remote.is_unspecified()
             || matches!(t.parked, Some(Parked::AdminDown | Parked::GaveUp))
@@ -447,6 +493,14 @@ impl Engine {
             debug!(?conn, "IKE event for an unknown connection");
             return;
         };
+        if self.tunnels[i].removed {
+            // Removed by a reload: its SAs are gone from the data path; an
+            // attempt that completes anyway is deleted at once.
+            if let IkeEvent::IkeSaUp { .. } = ev {
+                let _ = self.ike.delete(now, conn);
+            }
+            return;
+        }
         match ev {
             IkeEvent::IkeSaUp {
                 spi_i,
@@ -642,26 +696,8 @@ impl Engine {
             return;
         }
         // Child SAs are reported deleted first; remove anything left.
-        for c in t.installed.drain(..).chain(t.pending.drain(..)) {
-            self.actions.push_back(Action::Sa(SaAction::Remove {
-                tunnel: t.id,
-                spi_in: Some(c.spi_in),
-                spi_out: Some(c.spi_out),
-            }));
-        }
-        for (spi_in, _) in t.retiring.drain(..) {
-            self.actions.push_back(Action::Sa(SaAction::Remove {
-                tunnel: t.id,
-                spi_in: Some(spi_in),
-                spi_out: None,
-            }));
-        }
-        if t.current.take().is_some() {
-            self.actions.push_back(Action::Sa(SaAction::SelectOutbound {
-                tunnel: t.id,
-                spi_out: None,
-            }));
-        }
+        self.remove_children(i);
+        let t = &mut self.tunnels[i];
         let was_up = t.ike_up;
         t.ike_up = false;
         t.connecting = false;
@@ -676,6 +712,14 @@ impl Engine {
             if reason != DownReason::AuthFailed && t.fail(msg.clone()) {
                 warn!(conn = %t.plan.name, "connection attempt failed: {msg}");
             }
+        }
+        if std::mem::take(&mut t.restart_on_down) && self.shutdown_at.is_none() {
+            // A reload changed settings that need a new IKE SA.
+            info!(conn = %t.plan.name, mode = ?t.plan.start, "restarting with the reloaded settings");
+            if t.plan.start == StartMode::Initiate {
+                self.initiate(now, i);
+            }
+            return;
         }
         if self.shutdown_at.is_some() || t.parked == Some(Parked::AdminDown) {
             return;
@@ -701,6 +745,32 @@ impl Engine {
                 t.retry_at = Some(now + delay);
                 info!(conn = %t.plan.name, in_ms = delay.as_millis() as u64, "will re-initiate");
             }
+        }
+    }
+
+    /// Removes every Child SA of tunnel `i` from the data path (installed,
+    /// waiting for the switch, retiring) and stops its outbound traffic.
+    fn remove_children(&mut self, i: usize) {
+        let t = &mut self.tunnels[i];
+        for c in t.installed.drain(..).chain(t.pending.drain(..)) {
+            self.actions.push_back(Action::Sa(SaAction::Remove {
+                tunnel: t.id,
+                spi_in: Some(c.spi_in),
+                spi_out: Some(c.spi_out),
+            }));
+        }
+        for (spi_in, _) in t.retiring.drain(..) {
+            self.actions.push_back(Action::Sa(SaAction::Remove {
+                tunnel: t.id,
+                spi_in: Some(spi_in),
+                spi_out: None,
+            }));
+        }
+        if t.current.take().is_some() {
+            self.actions.push_back(Action::Sa(SaAction::SelectOutbound {
+                tunnel: t.id,
+                spi_out: None,
+            }));
         }
     }
 

@@ -31,7 +31,7 @@ impl Engine {
         counters: &mut dyn FnMut(TunnelId) -> TunnelCounters,
     ) -> StatusReport {
         let mut tunnels = Vec::with_capacity(self.tunnels.len());
-        for (i, t) in self.tunnels.iter().enumerate() {
+        for (i, t) in self.tunnels.iter().enumerate().filter(|(_, t)| !t.removed) {
             let role = match self.groups.iter().find(|g| g.members.contains(&i)) {
                 Some(g) if g.active_conn() != i => TunnelRole::Standby,
                 _ => TunnelRole::Active,

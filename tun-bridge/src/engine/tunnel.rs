@@ -62,6 +62,11 @@ pub(crate) struct Tunnel {
     pub last_error: Option<String>,
     /// Identical failures in a row (the first is logged as a warning).
     pub repeated_errors: u32,
+    /// Removed by a reload: kept only so that late IKE events find it.
+    pub removed: bool,
+    /// A reload changed settings that need a new IKE SA: initiate (per
+    /// `auto=`) once the old one is down.
+    pub restart_on_down: bool,
 }
 
 impl Tunnel {
@@ -85,6 +90,8 @@ impl Tunnel {
             remote_seen: None,
             last_error: None,
             repeated_errors: 0,
+            removed: false,
+            restart_on_down: false,
         }
     }
 
