@@ -64,6 +64,10 @@ pub struct UpArgs {
     /// a pair: `primary` (as soon as it is up again) or `never`.
     #[arg(long, value_name = "POLICY", default_value = "primary")]
     pub failback: crate::engine::failover::Failback,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off unless
+    /// given; e.g. 127.0.0.1:9477: the endpoint has no authentication).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `tun-bridge status`.
@@ -151,6 +155,33 @@ mod tests {
         assert_eq!(u.conns, ["Tunnel1", "Tunnel2"]);
         assert_eq!(u.control, PathBuf::from(DEFAULT_CONTROL));
         assert_eq!(u.log_keys, Some(PathBuf::from("/tmp/keys")));
+        assert_eq!(u.metrics, None);
+        let c = Cli::try_parse_from([
+            "tun-bridge",
+            "up",
+            "--config",
+            "c",
+            "--secrets",
+            "s",
+            "--metrics",
+            "127.0.0.1:9477",
+        ])
+        .unwrap();
+        let Command::Up(u) = c.command else {
+            panic!("not up")
+        };
+        assert_eq!(u.metrics, Some("127.0.0.1:9477".parse().unwrap()));
+        assert!(Cli::try_parse_from([
+            "tun-bridge",
+            "up",
+            "--config",
+            "c",
+            "--secrets",
+            "s",
+            "--metrics",
+            "localhost",
+        ])
+        .is_err());
 
         let c = Cli::try_parse_from(["tun-bridge", "status", "--json", "--control", "/x"]).unwrap();
         let Command::Status(s) = c.command else {

@@ -272,6 +272,15 @@ pub struct TunnelStatus {
     /// Child SA rekeys completed (outbound switched to the new SA).
     #[serde(default)]
     pub child_rekeys: u64,
+    /// IKE SA rekeys completed.
+    #[serde(default)]
+    pub ike_rekeys: u64,
+    /// Times DPD declared the peer of an established IKE SA dead.
+    #[serde(default)]
+    pub dpd_failures: u64,
+    /// Seconds since the IKE SA came up (absent while down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_secs: Option<u64>,
     /// The last failure (authentication, refused proposal, dead peer,
     /// keyingtries used up), cleared when the IKE SA comes up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -751,6 +760,9 @@ mod tests {
                 last_rekey_secs: Some(120),
                 next_rekey_secs: Some(3480),
                 child_rekeys: 2,
+                ike_rekeys: 1,
+                dpd_failures: 0,
+                established_secs: Some(600),
                 last_error: None,
             }],
         }

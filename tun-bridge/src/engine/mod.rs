@@ -14,8 +14,10 @@
 //! * [`lifecycle`]: lifetimes, SPD entries, restart and backoff rules.
 //! * [`failover`]: which member of a tunnel pair carries the routes.
 //! * [`status`]: the status report.
+//! * [`counters`]: process-wide IKE message counters (for metrics).
 //! * [`reload`]: what a new configuration means for the running tunnels.
 
+pub mod counters;
 pub mod failover;
 pub mod lifecycle;
 pub mod reload;
@@ -186,6 +188,8 @@ pub struct Engine {
     actions: VecDeque<Action>,
     started: Instant,
     shutdown_at: Option<Instant>,
+    ike_counters: counters::IkeCounters,
+    natt_port: u16,
 }
 
 impl Engine {
@@ -199,6 +203,7 @@ impl Engine {
         opts: EngineOptions,
         now: Instant,
     ) -> Result<Engine, String> {
+        let natt_port = opts.ike.natt_port;
         let mut ike = Endpoint::with_rng(opts.ike, opts.ike_rng);
         let mut tunnels = Vec::with_capacity(plans.len());
         let mut by_conn = HashMap::new();
@@ -241,6 +246,8 @@ impl Engine {
             actions,
             started: now,
             shutdown_at: None,
+            ike_counters: counters::IkeCounters::default(),
+            natt_port,
         };
         for i in 0..e.tunnels.len() {
             if e.tunnels[i].plan.start == StartMode::Initiate {
@@ -260,6 +267,8 @@ impl Engine {
         datagram: &[u8],
     ) -> Result<(), DatagramError> {
         let r = self.ike.handle_datagram(now, local, remote, datagram);
+        self.ike_counters
+            .received(local, self.natt_port, datagram, &r);
         self.process(now);
         r
     }
@@ -455,6 +464,7 @@ impl Engine {
             self.on_ike_event(now, ev);
         }
         while let Some(t) = self.ike.poll_transmit() {
+            self.ike_counters.sent(&t.payload, t.non_esp_marker);
             self.actions.push_back(Action::Transmit(t));
         }
         if any {
@@ -511,6 +521,7 @@ impl Engine {
             } => {
                 let t = &mut self.tunnels[i];
                 t.ike_up = true;
+                t.established_at.get_or_insert(now);
                 t.connecting = false;
                 t.peer_dead = false;
                 t.attempts = 0;
@@ -524,6 +535,7 @@ impl Engine {
                 );
             }
             IkeEvent::IkeSaRekeyed { old, new, .. } => {
+                self.tunnels[i].ike_rekeys += 1;
                 info!(
                     conn = %self.tunnels[i].plan.name,
                     old = format_args!("{:016x}/{:016x}", old.0, old.1),
@@ -603,6 +615,7 @@ impl Engine {
                 let t = &mut self.tunnels[i];
                 t.peer_dead = true;
                 if t.ike_up {
+                    t.dpd_failures += 1;
                     t.fail("peer dead (DPD: no answer)".into());
                     warn!(conn = %t.plan.name, action = %t.plan.dpd_action, "peer dead (no answer)");
                 }
@@ -700,6 +713,7 @@ impl Engine {
         let t = &mut self.tunnels[i];
         let was_up = t.ike_up;
         t.ike_up = false;
+        t.established_at = None;
         t.connecting = false;
         info!(conn = %t.plan.name, ?reason, "IKE SA down");
         if !was_up {

@@ -128,6 +128,7 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
             engine,
             keylog,
             source: Some(source),
+            metrics: args.metrics,
         },
         &poller,
     )?;

@@ -8,11 +8,13 @@
 //! * [`io`]: the packet paths (TUN to ESP, ESP to TUN, IKE receive).
 //! * `commands`: the control socket's requests (status, initiate,
 //!   terminate, reload).
+//! * `metrics_server`: the `/metrics` listener of `--metrics`.
 //! * `reload`: re-reading the configuration (control request or SIGHUP)
 //!   and carrying out the engine's verdict on interfaces and sockets.
 
 mod commands;
 mod io;
+mod metrics_server;
 mod reload;
 mod setup;
 
@@ -41,6 +43,7 @@ const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TUN: u64 = 1_000;
 const TOKEN_SOCK: u64 = 10_000;
 const TOKEN_CONTROL: u64 = 100_000;
+const TOKEN_METRICS: u64 = 200_000;
 
 /// Drops the IO shell counts (IO-level), by name.
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +110,8 @@ pub struct StartOptions {
     pub keylog: Option<KeyLog>,
     /// The files a reload reads again (`None`: reload is refused).
     pub source: Option<ConfigSource>,
+    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics`.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Everything `up` runs with.
@@ -120,6 +125,7 @@ pub struct Shell {
     keylog: Option<KeyLog>,
     tuning: Tuning,
     source: Option<ConfigSource>,
+    metrics: Option<metrics_server::MetricsServer>,
     /// Cached earliest data-path lifetime (recomputed when SAs change or
     /// it passed).
     plane_at: Option<Instant>,
@@ -137,6 +143,15 @@ impl Shell {
     ) -> Result<Shell, Error> {
         let now = Instant::now();
         let tuning = Tuning::from_env();
+        let metrics = match opts.metrics {
+            Some(a) => {
+                let m = metrics_server::MetricsServer::bind(a)
+                    .map_err(|e| format!("--metrics {a}: {e}"))?;
+                info!(addr = %m.local_addr()?, "serving Prometheus metrics at /metrics");
+                Some(m)
+            }
+            None => None,
+        };
         let mut routes = RouteTracker::new(Netlink::open()?);
         let mut socks = Vec::new();
         setup::open_sockets(&mut socks, &plans, &tuning, poller)?;
@@ -160,6 +175,7 @@ impl Shell {
             keylog: opts.keylog,
             tuning,
             source: opts.source,
+            metrics,
             plane_at: None,
         };
         shell.execute(now)?;
@@ -198,6 +214,9 @@ impl Shell {
         };
         poller.add(signals, Token(TOKEN_SIGNAL), Interest::READABLE)?;
         control.register(poller, Token(TOKEN_CONTROL))?;
+        if let Some(m) = &mut self.metrics {
+            m.register(poller, Token(TOKEN_METRICS))?;
+        }
         loop {
             let now = Instant::now();
             let deadline = [self.engine.poll_timeout(), self.plane_at]
@@ -224,6 +243,7 @@ impl Shell {
                     t if (TOKEN_TUN..TOKEN_SOCK).contains(&t) => {
                         self.on_tun(now, (t - TOKEN_TUN) as usize, &mut bufs)
                     }
+                    t if t >= TOKEN_METRICS => self.on_metrics(poller, ev, now),
                     t if (TOKEN_SOCK..TOKEN_CONTROL).contains(&t) => {
                         let j = ((t - TOKEN_SOCK) / 4) as usize;
                         match (t - TOKEN_SOCK) % 4 {
@@ -366,6 +386,18 @@ impl Shell {
         if let Err(e) = r1.and(r2) {
             warn!("key log: {e}");
         }
+    }
+
+    fn on_metrics(&mut self, poller: &Poller, ev: Event, now: Instant) {
+        let Some(mut m) = self.metrics.take() else {
+            return;
+        };
+        if m.owns(ev.token) {
+            m.handle(poller, ev, now, &mut || {
+                crate::metrics::exposition(&self.report(now), &self.engine.process_counters())
+            });
+        }
+        self.metrics = Some(m);
     }
 
     /// The status document: the engine's view plus the data path's and
