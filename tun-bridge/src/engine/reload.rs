@@ -9,8 +9,9 @@
 //!   ([`PlanDiff`]): timers, policy, routes and the interface apply in
 //!   place; new ESP settings by a Child SA rekey and new IKE settings by an
 //!   IKE SA rekey (both make-before-break); new addresses, identities,
-//!   PSK, selectors, encapsulation or interface by a restart (DELETE, then
-//!   a new IKE SA per `auto=`).
+//!   PSK, selectors, encapsulation or interface, and IKE proposals without
+//!   the established SA's Diffie-Hellman group (an IKE rekey's KE payload
+//!   uses it), by a restart (DELETE, then a new IKE SA per `auto=`).
 //! * Removed: DELETE sent, SAs and SPD entries removed, the connection
 //!   retired in ike-lite (it answers no new request), its routes withdrawn.
 //! * Added: SPD entries, routes, and started per `auto=`.
@@ -233,17 +234,25 @@ impl Engine {
         let mut index_of_plan = Vec::with_capacity(plans.len());
         let mut matched = vec![false; self.tunnels.len()];
         let mut to_start = Vec::new();
+        // Tunnels whose interface is replaced: their routes must follow.
+        let mut reopened = HashSet::new();
         for (plan, policy) in plans.into_iter().zip(policies) {
             if let Some(i) = self.live(&plan.name) {
                 matched[i] = true;
                 index_of_plan.push(i);
-                let d = diff(&self.tunnels[i].plan, &plan);
+                let mut d = diff(&self.tunnels[i].plan, &plan);
+                if d.ike_rekey && !d.restart && !self.rekey_keeps_group(i, &plan) {
+                    // ike-lite rekeys with the current group's KE: a new
+                    // group needs a new IKE SA.
+                    d.restart = true;
+                }
                 if d.is_empty() {
                     report.kept.push(plan.name);
                     continue;
                 }
                 let id = self.tunnels[i].id;
                 if d.reopen {
+                    reopened.insert(id);
                     interfaces.push((id, InterfaceChange::Reopen));
                 } else if d.interface {
                     interfaces.push((id, InterfaceChange::Reconfigure));
@@ -311,7 +320,7 @@ impl Engine {
             self.actions.push_back(Action::Unroute { routes: gone });
         }
         for (tunnel, routes) in announced_after {
-            if !announced_before.contains(&(tunnel, routes.clone())) {
+            if reopened.contains(&tunnel) || !announced_before.contains(&(tunnel, routes.clone())) {
                 self.actions.push_back(Action::Routes { tunnel, routes });
             }
         }
@@ -320,6 +329,16 @@ impl Engine {
         }
         self.process(now);
         Ok(Reloaded { report, interfaces })
+    }
+
+    /// Whether an IKE rekey of tunnel `i` can offer `plan`'s proposals:
+    /// one of them has the Diffie-Hellman group of the established IKE SA
+    /// (or none is established).
+    fn rekey_keeps_group(&self, i: usize, plan: &ConnPlan) -> bool {
+        match self.ike.ike_algorithms(self.tunnels[i].conn) {
+            Some(c) => plan.peer.ike_proposals.iter().any(|p| p.dh.contains(&c.dh)),
+            None => true,
+        }
     }
 
     /// The configured (not removed) tunnel called `name`.

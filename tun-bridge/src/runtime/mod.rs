@@ -201,3 +201,30 @@ pub fn demo(_args: DemoArgs) -> Result<(), Error> {
          (cargo build -p tun-bridge --features demo)"
         .into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_plans_reports_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("tb-load-plans-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, s) = (dir.join("ipsec.conf"), dir.join("ipsec.secrets"));
+        std::fs::write(&s, "192.0.2.1 192.0.2.2 : PSK \"k\"\n").unwrap();
+        let src = ConfigSource {
+            config: c.clone(),
+            secrets: s,
+            conns: vec![],
+        };
+        let good = "conn a\n  auto=add\n  authby=secret\n  left=192.0.2.1\n  right=192.0.2.2\n";
+        std::fs::write(&c, good).unwrap();
+        let p = load_plans(&src).unwrap();
+        assert_eq!(p.plans.len(), 1);
+        assert_eq!(p.groups, vec![vec![0]]);
+        std::fs::write(&c, format!("{good}  esp=nonsense\n")).unwrap();
+        let e = load_plans(&src).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:6:", c.display())), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

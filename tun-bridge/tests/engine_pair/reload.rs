@@ -275,3 +275,65 @@ fn reload_in_place_and_added_listener() {
     super::traffic_without_loss(&mut n, 1, 100);
     let _ = C;
 }
+
+/// New IKE proposals: an IKE SA rekey (make-before-break); the Child SA
+/// and its SPIs move over untouched.
+#[test]
+fn reload_with_new_ike_proposals_rekeys_the_ike_sa() {
+    let ikes = "  ike=aes128gcm16-prfsha256-ecp256,aes256gcm16-prfsha384-ecp256,aes256gcm16-prfsha384-ecp384\n";
+    let mut n = super::pair("", "");
+    let b_conf =
+        peer_conf("t", "add", B_IP, "").replace("  ike=aes128gcm16-prfsha256-ecp256\n", ikes);
+    let rb = n.reload(B, &b_conf, &secrets(B_IP, A_IP, "shared-secret"));
+    assert_eq!(rb.report.changed[0].how, "ike rekey", "{:?}", rb.report);
+    n.advance(Duration::from_secs(1));
+    assert!(established(&n, A, 0));
+    let spis = super::spis(&n, A);
+    let a_conf = super::conf("t", "start", B_IP, "").replace(
+        "  ike=aes128gcm16-prfsha256-ecp256\n",
+        "  ike=aes256gcm16-prfsha384-ecp256\n",
+    );
+    n.send_data(A, TunnelId(0), 1);
+    n.send_data(B, TunnelId(0), 2);
+    let ra = n.reload(A, &a_conf, &secrets(A_IP, B_IP, "shared-secret"));
+    assert_eq!(ra.report.changed[0].how, "ike rekey");
+    assert_eq!(ra.report.changed[0].settings, ["ike"]);
+    super::traffic_without_loss(&mut n, 3, 100);
+    let t = &n.status(A).tunnels[0];
+    let alg = t.ike_algorithms.as_deref();
+    assert_eq!(alg, Some("aes256gcm16-prfsha384-ecp256"));
+    assert_eq!(t.ike_rekeys, 1);
+    assert_eq!(super::spis(&n, A), spis, "the Child SA moved over");
+    // Another group: no rekey can offer it with the current KE, so a
+    // restart brings the new IKE SA.
+    let a_conf = a_conf.replace("prfsha384-ecp256", "prfsha384-ecp384");
+    let ra = n.reload(A, &a_conf, &secrets(A_IP, B_IP, "shared-secret"));
+    assert_eq!(ra.report.changed[0].how, "restart");
+    n.advance(Duration::from_secs(3));
+    let t = &n.status(A).tunnels[0];
+    let alg = t.ike_algorithms.as_deref();
+    assert_eq!(alg, Some("aes256gcm16-prfsha384-ecp384"));
+    super::traffic_without_loss(&mut n, 1, 100);
+}
+
+/// A new interface name: a restart on a new interface, and the routes
+/// are pointed at it again.
+#[test]
+fn reload_with_a_new_interface_name_reopens_and_reroutes() {
+    let mut n = super::pair("", "");
+    n.advance(Duration::from_secs(1));
+    let routes_before = n.sites[A].routes.len();
+    let conf = super::conf("t", "start", B_IP, "  vti-interface=tb-renamed\n");
+    let r = n.reload(A, &conf, &secrets(A_IP, B_IP, "shared-secret"));
+    assert_eq!(r.report.changed[0].how, "restart");
+    assert_eq!(r.interfaces, [(TunnelId(0), InterfaceChange::Reopen)]);
+    assert_eq!(
+        n.sites[A].routes.len(),
+        routes_before + 1,
+        "routes re-announced"
+    );
+    assert_eq!(n.sites[A].route_owner("10.2.0.0/16"), Some(TunnelId(0)));
+    n.advance(Duration::from_secs(3));
+    assert!(established(&n, A, 0) && established(&n, B, 0));
+    super::traffic_without_loss(&mut n, 1, 100);
+}
