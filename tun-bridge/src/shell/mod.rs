@@ -44,6 +44,9 @@ const TOKEN_TUN: u64 = 1_000;
 const TOKEN_SOCK: u64 = 10_000;
 const TOKEN_CONTROL: u64 = 100_000;
 const TOKEN_METRICS: u64 = 200_000;
+/// Tunnels (by `TunnelId`, never reused) a process can have over its life:
+/// the epoll tokens of their TUNs lie below the sockets'.
+const MAX_TUNNEL_IDS: usize = (TOKEN_SOCK - TOKEN_TUN) as usize;
 
 /// Drops the IO shell counts (IO-level), by name.
 #[derive(Clone, Copy, Debug)]

@@ -69,6 +69,16 @@ impl Shell {
                 .map_err(|e| format!("conn {}: {e}", plan.name))?;
             opened.insert(plan.name.clone(), dev);
         }
+        let added = plans
+            .iter()
+            .filter(|p| self.engine.tunnel_id(&p.name).is_none())
+            .count();
+        if self.tuns.len() + added > super::MAX_TUNNEL_IDS {
+            return Err(format!(
+                "tunnel ids used up ({} over this process's life): restart tun-bridge",
+                super::MAX_TUNNEL_IDS
+            ));
+        }
         let reloaded = self.engine.reload(now, plans, groups)?;
         let mut closing = Vec::new();
         for &(id, change) in &reloaded.interfaces {
