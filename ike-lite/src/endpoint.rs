@@ -116,9 +116,35 @@ impl Endpoint {
         self.peers.get(conn.0)
     }
 
+    /// Replaces the configuration of `conn` (a reload). SAs of the
+    /// connection stay; what they do next (DPD, retransmissions, rekeys,
+    /// the proposals of the next rekey, a responder's match) follows
+    /// `peer`. Returns the previous configuration.
+    pub fn replace_peer(&mut self, conn: ConnId, peer: PeerConfig) -> Result<PeerConfig, ApiError> {
+        let slot = self.peers.get_mut(conn.0).ok_or(ApiError::UnknownConn)?;
+        Ok(std::mem::replace(slot, peer))
+    }
+
+    /// Retires `conn` (removed from the configuration): it no longer
+    /// matches any IKE_SA_INIT or IKE_AUTH request, accepts no rekey and
+    /// cannot be initiated; its SAs live on until deleted (see
+    /// [`Endpoint::delete`]). Its [`ConnId`] is not reused.
+    pub fn retire_peer(&mut self, conn: ConnId) -> Result<(), ApiError> {
+        let peer = self.peers.get_mut(conn.0).ok_or(ApiError::UnknownConn)?;
+        // Without proposals nothing can be negotiated with it; keys wiped.
+        peer.ike_proposals.clear();
+        peer.esp_proposals.clear();
+        peer.psk = crate::config::Psk::new(Vec::new());
+        Ok(())
+    }
+
     /// Starts IKE_SA_INIT for `conn`.
     pub fn initiate(&mut self, now: Instant, conn: ConnId) -> Result<(), ApiError> {
         let peer = self.peers.get(conn.0).ok_or(ApiError::UnknownConn)?;
+        if peer.ike_proposals.is_empty() {
+            // Retired (or configured without proposals): nothing to offer.
+            return Err(ApiError::UnknownConn);
+        }
         let sa = IkeSa::initiate(now, conn, peer, &mut self.shared.ctx())?;
         self.insert(sa, None);
         Ok(())

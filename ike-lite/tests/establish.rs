@@ -501,3 +501,45 @@ fn seeded_randomness_makes_the_handshake_reproducible() {
         assert_ne!(child.key_in, other_child.key_in, "{group}");
     }
 }
+
+/// A reload in ike-lite's terms: a retired connection refuses new IKE SAs
+/// (and cannot be initiated); a replaced configuration is what the next
+/// negotiation uses, while the established SA stays.
+#[test]
+fn retired_peer_refuses_and_replaced_peer_renegotiates() {
+    let (a, b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
+    let mut net = Net::new(a, b);
+    net.initiate(Side::A);
+    assert_eq!(ike_up(&net.events_a), 1);
+    let cb = net.conn(Side::B);
+    let spis = net.ep(Side::B).ike_spis(cb);
+    // B's settings change (another ESP proposal): the IKE SA is untouched.
+    let mut changed = net.ep(Side::B).peer(cb).unwrap().clone();
+    changed.esp_proposals = pair("aes128gcm16-prfsha256-ecp256", "aes256gcm16")
+        .1
+        .esp_proposals;
+    let old = net.ep(Side::B).replace_peer(cb, changed).unwrap();
+    assert_eq!(old.esp_proposals.len(), 1);
+    assert_eq!(net.ep(Side::B).ike_spis(cb), spis);
+    // B retires the connection: A's next attempt is refused.
+    net.ep(Side::B).retire_peer(cb).unwrap();
+    let now = net.now;
+    assert!(net.ep(Side::B).initiate(now, cb).is_err());
+    let ca = net.conn(Side::A);
+    net.ep(Side::A).initiate(now, ca).unwrap();
+    net.pump();
+    assert!(
+        net.count_msgs(Side::B, |m| is_init_with_notify(
+            m,
+            NotifyType::NO_PROPOSAL_CHOSEN
+        )) >= 1
+    );
+    assert_eq!(ike_up(&net.events_a), 1, "no second IKE SA");
+    assert!(net
+        .ep(Side::B)
+        .replace_peer(
+            ike_lite::ConnId(9),
+            pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16").0
+        )
+        .is_err());
+}

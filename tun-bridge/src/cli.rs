@@ -24,6 +24,13 @@ pub enum Command {
     Up(UpArgs),
     /// Show the state of a running instance.
     Status(StatusArgs),
+    /// Bring a connection of a running instance up now (swanctl --initiate).
+    Initiate(ConnCommandArgs),
+    /// Delete a connection's SAs and keep it down (swanctl --terminate).
+    Terminate(ConnCommandArgs),
+    /// Make a running instance re-read its ipsec.conf and ipsec.secrets
+    /// (same as SIGHUP): unchanged tunnels keep their SAs.
+    Reload(ReloadArgs),
     /// Validate ipsec.conf/ipsec.secrets and print the effective settings.
     Check(CheckArgs),
     /// Check the host (sysctls, /dev/net/tun, privileges, UDP ports).
@@ -57,6 +64,10 @@ pub struct UpArgs {
     /// a pair: `primary` (as soon as it is up again) or `never`.
     #[arg(long, value_name = "POLICY", default_value = "primary")]
     pub failback: crate::engine::failover::Failback,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off unless
+    /// given; e.g. 127.0.0.1:9477: the endpoint has no authentication).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `tun-bridge status`.
@@ -68,6 +79,25 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `tun-bridge initiate NAME` / `tun-bridge terminate NAME`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnCommandArgs {
+    /// Connection name (its `conn` header).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Control socket path.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
+}
+
+/// `tun-bridge reload`.
+#[derive(Debug, Clone, Args)]
+pub struct ReloadArgs {
+    /// Control socket path.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
 }
 
 /// `tun-bridge check`.
@@ -125,6 +155,33 @@ mod tests {
         assert_eq!(u.conns, ["Tunnel1", "Tunnel2"]);
         assert_eq!(u.control, PathBuf::from(DEFAULT_CONTROL));
         assert_eq!(u.log_keys, Some(PathBuf::from("/tmp/keys")));
+        assert_eq!(u.metrics, None);
+        let c = Cli::try_parse_from([
+            "tun-bridge",
+            "up",
+            "--config",
+            "c",
+            "--secrets",
+            "s",
+            "--metrics",
+            "127.0.0.1:9477",
+        ])
+        .unwrap();
+        let Command::Up(u) = c.command else {
+            panic!("not up")
+        };
+        assert_eq!(u.metrics, Some("127.0.0.1:9477".parse().unwrap()));
+        assert!(Cli::try_parse_from([
+            "tun-bridge",
+            "up",
+            "--config",
+            "c",
+            "--secrets",
+            "s",
+            "--metrics",
+            "localhost",
+        ])
+        .is_err());
 
         let c = Cli::try_parse_from(["tun-bridge", "status", "--json", "--control", "/x"]).unwrap();
         let Command::Status(s) = c.command else {
@@ -132,6 +189,25 @@ mod tests {
         };
         assert!(s.json);
         assert_eq!(s.control, PathBuf::from("/x"));
+
+        let c = Cli::try_parse_from(["tun-bridge", "initiate", "Tunnel1"]).unwrap();
+        let Command::Initiate(i) = c.command else {
+            panic!("not initiate")
+        };
+        assert_eq!(i.name, "Tunnel1");
+        assert_eq!(i.control, PathBuf::from(DEFAULT_CONTROL));
+        assert!(matches!(
+            Cli::try_parse_from(["tun-bridge", "terminate", "T", "--control", "/s"])
+                .unwrap()
+                .command,
+            Command::Terminate(ConnCommandArgs { ref name, .. }) if name == "T"
+        ));
+        assert!(Cli::try_parse_from(["tun-bridge", "terminate"]).is_err());
+        let c = Cli::try_parse_from(["tun-bridge", "reload", "--control", "/s"]).unwrap();
+        let Command::Reload(r) = c.command else {
+            panic!("not reload")
+        };
+        assert_eq!(r.control, PathBuf::from("/s"));
 
         assert!(Cli::try_parse_from(["tun-bridge", "up", "--config", "c"]).is_err());
         assert!(Cli::try_parse_from(["tun-bridge", "check", "--config", "c"]).is_err());

@@ -2,8 +2,11 @@
 //! line-delimited JSON.
 //!
 //! Protocol: the client writes one JSON object per line, e.g.
-//! `{"cmd":"status"}`; the server answers each with one line,
-//! `{"ok":true,"status":{...}}` or `{"ok":false,"error":"..."}`.
+//! `{"cmd":"status"}`, `{"cmd":"initiate","name":"Tunnel1"}`,
+//! `{"cmd":"terminate","name":"Tunnel1"}` or `{"cmd":"reload"}`; the server
+//! answers each with one line, `{"ok":true,"status":{...}}`,
+//! `{"ok":true,"message":"..."}`, `{"ok":true,"reload":{...}}` or
+//! `{"ok":false,"error":"..."}`.
 //!
 //! [`ControlServer`] is non-blocking and plugs into the runtime's
 //! [`Poller`] under a fixed token range; [`query`] / [`status_text`] are
@@ -38,6 +41,20 @@ pub const TOKEN_SPAN: u64 = MAX_CLIENTS as u64 + 1;
 pub enum Request {
     /// Report the status of every tunnel.
     Status,
+    /// Bring a connection up now (swanctl `--initiate`, Libreswan
+    /// `ipsec up`); resets its attempts.
+    Initiate {
+        /// Connection name.
+        name: String,
+    },
+    /// Delete a connection's IKE SA and keep it down until `initiate` or a
+    /// reload (swanctl `--terminate`, Libreswan `ipsec down`).
+    Terminate {
+        /// Connection name.
+        name: String,
+    },
+    /// Re-read ipsec.conf and ipsec.secrets and apply the difference.
+    Reload,
 }
 
 /// A server answer.
@@ -48,9 +65,65 @@ pub struct Response {
     /// Status document (answer to [`Request::Status`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusReport>,
+    /// What a command did (answer to initiate/terminate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What a reload kept, changed, added and removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadReport>,
     /// Error description when `ok` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The outcome of a reload: connection names by what happened to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Same effective settings: IKE and Child SAs untouched.
+    pub kept: Vec<String>,
+    /// New settings applied; each with how (see [`ChangedConn`]).
+    pub changed: Vec<ChangedConn>,
+    /// New connections (started per `auto=`).
+    pub added: Vec<String>,
+    /// Connections no longer configured (DELETE sent, interface removed).
+    pub removed: Vec<String>,
+}
+
+/// One changed connection of a [`ReloadReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedConn {
+    /// Connection name.
+    pub name: String,
+    /// How the new settings are applied: `in place` (no SA touched),
+    /// `child rekey` / `ike rekey` (make-before-break) or `restart`.
+    pub how: String,
+    /// The settings that differ.
+    pub settings: Vec<String>,
+}
+
+impl fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        writeln!(f, "kept: {}", list(&self.kept))?;
+        if self.changed.is_empty() {
+            writeln!(f, "changed: -")?;
+        } else {
+            let c: Vec<String> = self
+                .changed
+                .iter()
+                .map(|c| format!("{} ({}: {})", c.name, c.how, c.settings.join(" ")))
+                .collect();
+            writeln!(f, "changed: {}", c.join(", "))?;
+        }
+        writeln!(f, "added: {}", list(&self.added))?;
+        writeln!(f, "removed: {}", list(&self.removed))
+    }
 }
 
 impl Response {
@@ -59,7 +132,25 @@ impl Response {
         Response {
             ok: true,
             status: Some(s),
-            error: None,
+            ..Response::empty()
+        }
+    }
+
+    /// Successful command answer with a message for the operator.
+    pub fn done(msg: impl Into<String>) -> Response {
+        Response {
+            ok: true,
+            message: Some(msg.into()),
+            ..Response::empty()
+        }
+    }
+
+    /// Successful reload answer.
+    pub fn reloaded(r: ReloadReport) -> Response {
+        Response {
+            ok: true,
+            reload: Some(r),
+            ..Response::empty()
         }
     }
 
@@ -67,8 +158,18 @@ impl Response {
     pub fn error(msg: impl Into<String>) -> Response {
         Response {
             ok: false,
-            status: None,
             error: Some(msg.into()),
+            ..Response::empty()
+        }
+    }
+
+    fn empty() -> Response {
+        Response {
+            ok: false,
+            status: None,
+            message: None,
+            reload: None,
+            error: None,
         }
     }
 }
@@ -171,6 +272,15 @@ pub struct TunnelStatus {
     /// Child SA rekeys completed (outbound switched to the new SA).
     #[serde(default)]
     pub child_rekeys: u64,
+    /// IKE SA rekeys completed.
+    #[serde(default)]
+    pub ike_rekeys: u64,
+    /// Times DPD declared the peer of an established IKE SA dead.
+    #[serde(default)]
+    pub dpd_failures: u64,
+    /// Seconds since the IKE SA came up (absent while down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_secs: Option<u64>,
     /// The last failure (authentication, refused proposal, dead peer,
     /// keyingtries used up), cleared when the IKE SA comes up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -500,6 +610,24 @@ pub fn query(path: &Path, req: &Request, timeout: Duration) -> Result<Response, 
     }
 }
 
+/// What `tun-bridge initiate|terminate|reload` prints on success: the
+/// server's message or the reload report. A refused command (unknown name,
+/// a configuration error on reload) is [`ControlError::Server`] with the
+/// server's text (for a reload: the `file:line` errors, one per line).
+pub fn command_text(path: &Path, req: &Request, timeout: Duration) -> Result<String, ControlError> {
+    let r = query(path, req, timeout)?;
+    if !r.ok {
+        return Err(ControlError::Server(
+            r.error.unwrap_or_else(|| "unknown error".into()),
+        ));
+    }
+    match (r.reload, r.message) {
+        (Some(rep), _) => Ok(rep.to_string()),
+        (None, Some(m)) => Ok(format!("{m}\n")),
+        (None, None) => Err(ControlError::Server("answer without a result".into())),
+    }
+}
+
 /// What `tun-bridge status [--json]` prints: the pretty table, or the
 /// status document as pretty-printed JSON.
 pub fn status_text(path: &Path, json: bool, timeout: Duration) -> Result<String, ControlError> {
@@ -632,6 +760,9 @@ mod tests {
                 last_rekey_secs: Some(120),
                 next_rekey_secs: Some(3480),
                 child_rekeys: 2,
+                ike_rekeys: 1,
+                dpd_failures: 0,
+                established_secs: Some(600),
                 last_error: None,
             }],
         }
@@ -647,6 +778,24 @@ mod tests {
             serde_json::to_string(&Request::Status).unwrap(),
             r#"{"cmd":"status"}"#
         );
+        assert_eq!(
+            parse_request(br#"{"cmd":"initiate","name":"Tunnel1"}"#).unwrap(),
+            Request::Initiate {
+                name: "Tunnel1".into()
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Terminate { name: "x".into() }).unwrap(),
+            r#"{"cmd":"terminate","name":"x"}"#
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"reload"}"#).unwrap(),
+            Request::Reload
+        );
+        assert!(matches!(
+            parse_request(br#"{"cmd":"initiate"}"#),
+            Err(ControlError::Json(_))
+        ));
         assert!(matches!(
             parse_request(br#"{"cmd":"reboot"}"#),
             Err(ControlError::Json(_))
@@ -680,6 +829,33 @@ mod tests {
         assert_eq!(back, r);
         let e = serde_json::to_string(&Response::error("nope")).unwrap();
         assert_eq!(e, r#"{"ok":false,"error":"nope"}"#);
+    }
+
+    #[test]
+    fn reload_report_text_and_wire() {
+        let r = ReloadReport {
+            kept: vec!["a".into(), "b".into()],
+            changed: vec![ChangedConn {
+                name: "c".into(),
+                how: "child rekey".into(),
+                settings: vec!["esp".into()],
+            }],
+            added: vec![],
+            removed: vec!["d".into()],
+        };
+        assert_eq!(
+            r.to_string(),
+            "kept: a, b\nchanged: c (child rekey: esp)\nadded: -\nremoved: d\n"
+        );
+        let s = serde_json::to_string(&Response::reloaded(r.clone())).unwrap();
+        assert!(
+            s.starts_with(r#"{"ok":true,"reload":{"kept":["a","b"]"#),
+            "{s}"
+        );
+        let back: Response = serde_json::from_str(&s).unwrap();
+        assert_eq!(back.reload, Some(r));
+        let d = serde_json::to_string(&Response::done("initiating t")).unwrap();
+        assert_eq!(d, r#"{"ok":true,"message":"initiating t"}"#);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use ipsec_core::datapath::{DataPath, DataPathConfig, Event as DpEvent, TunnelStats};
 use ipsec_core::sa::OutboundSa;
+use ipsec_core::selector::TrafficSelector;
 use ipsec_core::spd::{Action, Policy, PolicyId};
 
 use crate::engine::{DataPathEvent, SaAction, TunnelId};
@@ -77,24 +78,17 @@ impl DataPlane {
     /// Carries out one action of the engine.
     pub fn apply(&mut self, now: Instant, action: &SaAction) -> Result<(), ApplyError> {
         match action {
-            SaAction::AddTunnel { tunnel, policies } => {
-                let mut ids = Vec::with_capacity(policies.len());
-                for (local, remote) in policies {
-                    let id = PolicyId(self.next_policy);
-                    self.dp
-                        .add_policy(Policy {
-                            id,
-                            priority: 100,
-                            local: *local,
-                            remote: *remote,
-                            action: Action::Protect,
-                            tunnel: *tunnel,
-                        })
-                        .map_err(|e| ApplyError::Policy(e.to_string()))?;
-                    self.next_policy += 1;
-                    ids.push(id);
+            SaAction::AddTunnel { tunnel, policies } => self.add_policies(*tunnel, policies)?,
+            SaAction::ReplacePolicies { tunnel, policies } => {
+                for id in self.policies.remove(tunnel).unwrap_or_default() {
+                    self.dp.remove_policy(id);
                 }
-                self.policies.entry(*tunnel).or_default().extend(ids);
+                self.add_policies(*tunnel, policies)?;
+            }
+            SaAction::RemoveTunnel { tunnel } => {
+                self.policies.remove(tunnel);
+                self.dp.remove_tunnel(*tunnel);
+                self.outbound.retain(|_, sa| sa.tunnel_id() != *tunnel);
             }
             SaAction::Install {
                 tunnel,
@@ -158,6 +152,31 @@ impl DataPlane {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn add_policies(
+        &mut self,
+        tunnel: TunnelId,
+        policies: &[(TrafficSelector, TrafficSelector)],
+    ) -> Result<(), ApplyError> {
+        let mut ids = Vec::with_capacity(policies.len());
+        for (local, remote) in policies {
+            let id = PolicyId(self.next_policy);
+            self.dp
+                .add_policy(Policy {
+                    id,
+                    priority: 100,
+                    local: *local,
+                    remote: *remote,
+                    action: Action::Protect,
+                    tunnel,
+                })
+                .map_err(|e| ApplyError::Policy(e.to_string()))?;
+            self.next_policy += 1;
+            ids.push(id);
+        }
+        self.policies.entry(tunnel).or_default().extend(ids);
         Ok(())
     }
 

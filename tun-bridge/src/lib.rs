@@ -3,13 +3,14 @@
 //!
 //! Modules: [`config`] (parsing and validation), [`cli`] (command line),
 //! [`check`] and [`doctor`] (diagnostic subcommands), [`runtime`] (`up`,
-//! `status`, `demo`), [`engine`] (every tunnel decision, sans-IO),
+//! `status`, `initiate`, `terminate`, `reload`, `demo`), [`engine`] (every tunnel decision, sans-IO),
 //! [`dataplane`] (the data path and the engine's SA changes on it),
 //! [`shell`] (the IO loop of `up`), [`packet`] (pure per-packet byte work: MSS clamp,
 //! ICMP too-big, offloads, the TUN <-> ESP path), [`sys`] (system calls:
-//! TUN, netlink, sockets, epoll, signals, credentials) and [`control`]
-//! (the control socket), `demo` (the namespace demo, with the `demo`
-//! cargo feature, on by default).
+//! TUN, netlink, sockets, epoll, signals, credentials), [`control`] (the
+//! control socket: status, initiate, terminate, reload), [`metrics`] (the
+//! Prometheus exposition, pure) and `demo` (the namespace demo, with the
+//! `demo` cargo feature, on by default).
 #![deny(missing_docs)]
 
 pub mod check;
@@ -21,6 +22,7 @@ pub mod dataplane;
 pub mod demo;
 pub mod doctor;
 pub mod engine;
+pub mod metrics;
 pub mod packet;
 pub mod runtime;
 pub mod shell;

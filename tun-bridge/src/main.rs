@@ -32,6 +32,9 @@ fn main() -> ExitCode {
         Command::Doctor(_) => return exit(doctor::run(&mut io::stdout())),
         Command::Up(a) => runtime::up(a),
         Command::Status(a) => runtime::status(a),
+        Command::Initiate(a) => runtime::initiate(a),
+        Command::Terminate(a) => runtime::terminate(a),
+        Command::Reload(a) => runtime::reload(a),
         Command::Demo(a) => runtime::demo(a),
     };
     match result {

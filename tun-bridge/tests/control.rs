@@ -47,6 +47,9 @@ fn report(served: u64) -> StatusReport {
             last_rekey_secs: None,
             next_rekey_secs: Some(60),
             child_rekeys: 0,
+            ike_rekeys: 0,
+            dpd_failures: 0,
+            established_secs: Some(5),
             last_error: None,
         }],
     }

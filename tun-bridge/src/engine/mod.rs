@@ -14,9 +14,13 @@
 //! * [`lifecycle`]: lifetimes, SPD entries, restart and backoff rules.
 //! * [`failover`]: which member of a tunnel pair carries the routes.
 //! * [`status`]: the status report.
+//! * [`counters`]: process-wide IKE message counters (for metrics).
+//! * [`reload`]: what a new configuration means for the running tunnels.
 
+pub mod counters;
 pub mod failover;
 pub mod lifecycle;
+pub mod reload;
 pub mod status;
 mod tunnel;
 
@@ -67,6 +71,11 @@ pub enum Action {
         /// Prefixes.
         routes: Vec<IpNet>,
     },
+    /// Withdraw the routes to these prefixes (a reload removed them).
+    Unroute {
+        /// Prefixes.
+        routes: Vec<IpNet>,
+    },
     /// IKE keys for `--log-keys`.
     IkeSecrets(Box<IkeSaSecrets>),
 }
@@ -80,6 +89,20 @@ pub enum SaAction {
         tunnel: TunnelId,
         /// Its policies.
         policies: Vec<(TrafficSelector, TrafficSelector)>,
+    },
+    /// Replace the tunnel's SPD entries (its selectors changed on reload;
+    /// its Child SAs were removed first).
+    ReplacePolicies {
+        /// The tunnel.
+        tunnel: TunnelId,
+        /// Its new policies.
+        policies: Vec<(TrafficSelector, TrafficSelector)>,
+    },
+    /// Remove the tunnel: its SPD entries and any SA left (a reload
+    /// removed the connection).
+    RemoveTunnel {
+        /// The tunnel.
+        tunnel: TunnelId,
     },
     /// Install a Child SA: inbound usable at once, outbound kept until
     /// [`SaAction::SelectOutbound`] names it.
@@ -165,6 +188,8 @@ pub struct Engine {
     actions: VecDeque<Action>,
     started: Instant,
     shutdown_at: Option<Instant>,
+    ike_counters: counters::IkeCounters,
+    natt_port: u16,
 }
 
 impl Engine {
@@ -178,6 +203,7 @@ impl Engine {
         opts: EngineOptions,
         now: Instant,
     ) -> Result<Engine, String> {
+        let natt_port = opts.ike.natt_port;
         let mut ike = Endpoint::with_rng(opts.ike, opts.ike_rng);
         let mut tunnels = Vec::with_capacity(plans.len());
         let mut by_conn = HashMap::new();
@@ -220,6 +246,8 @@ impl Engine {
             actions,
             started: now,
             shutdown_at: None,
+            ike_counters: counters::IkeCounters::default(),
+            natt_port,
         };
         for i in 0..e.tunnels.len() {
             if e.tunnels[i].plan.start == StartMode::Initiate {
@@ -239,6 +267,8 @@ impl Engine {
         datagram: &[u8],
     ) -> Result<(), DatagramError> {
         let r = self.ike.handle_datagram(now, local, remote, datagram);
+        self.ike_counters
+            .received(local, self.natt_port, datagram, &r);
         self.process(now);
         r
     }
@@ -289,14 +319,14 @@ impl Engine {
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::Up(id) => {
-                if let Some(t) = self.tunnels.get_mut(index(id)) {
+                if let Some(t) = self.tunnels.get_mut(index(id)).filter(|t| !t.removed) {
                     t.attempts = 0;
                     t.parked = None;
                     self.initiate(now, index(id));
                 }
             }
             Command::Down(id) => {
-                if let Some(t) = self.tunnels.get_mut(index(id)) {
+                if let Some(t) = self.tunnels.get_mut(index(id)).filter(|t| !t.removed) {
                     t.parked = Some(Parked::AdminDown);
                     t.retry_at = None;
                     if let Err(e) = self.ike.delete(now, t.conn) {
@@ -360,6 +390,30 @@ impl Engine {
             .min()
     }
 
+    /// The tunnel configured as `name`.
+    pub fn tunnel_id(&self, name: &str) -> Option<TunnelId> {
+        self.live_tunnels()
+            .find(|t| t.plan.name == name)
+            .map(|t| t.id)
+    }
+
+    /// The names of the configured tunnels, in configuration order.
+    pub fn tunnel_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.live_tunnels().map(|t| t.plan.name.as_str())
+    }
+
+    /// The plan of a configured (not removed) tunnel.
+    pub fn plan(&self, id: TunnelId) -> Option<&ConnPlan> {
+        self.tunnels
+            .get(index(id))
+            .filter(|t| !t.removed)
+            .map(|t| &t.plan)
+    }
+
+    fn live_tunnels(&self) -> impl Iterator<Item = &Tunnel> + '_ {
+        self.tunnels.iter().filter(|t| !t.removed)
+    }
+
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -382,6 +436,7 @@ impl Engine {
         let t = &mut self.tunnels[i];
         if t.ike_up
             || t.connecting
+            || t.removed
             || self.shutdown_at.is_some()
             || t.plan.remote.is_unspecified()
             || matches!(t.parked, Some(Parked::AdminDown | Parked::GaveUp))
@@ -409,6 +464,7 @@ impl Engine {
             self.on_ike_event(now, ev);
         }
         while let Some(t) = self.ike.poll_transmit() {
+            self.ike_counters.sent(&t.payload, t.non_esp_marker);
             self.actions.push_back(Action::Transmit(t));
         }
         if any {
@@ -447,6 +503,14 @@ impl Engine {
             debug!(?conn, "IKE event for an unknown connection");
             return;
         };
+        if self.tunnels[i].removed {
+            // Removed by a reload: its SAs are gone from the data path; an
+            // attempt that completes anyway is deleted at once.
+            if let IkeEvent::IkeSaUp { .. } = ev {
+                let _ = self.ike.delete(now, conn);
+            }
+            return;
+        }
         match ev {
             IkeEvent::IkeSaUp {
                 spi_i,
@@ -457,6 +521,7 @@ impl Engine {
             } => {
                 let t = &mut self.tunnels[i];
                 t.ike_up = true;
+                t.established_at.get_or_insert(now);
                 t.connecting = false;
                 t.peer_dead = false;
                 t.attempts = 0;
@@ -470,6 +535,7 @@ impl Engine {
                 );
             }
             IkeEvent::IkeSaRekeyed { old, new, .. } => {
+                self.tunnels[i].ike_rekeys += 1;
                 info!(
                     conn = %self.tunnels[i].plan.name,
                     old = format_args!("{:016x}/{:016x}", old.0, old.1),
@@ -549,6 +615,7 @@ impl Engine {
                 let t = &mut self.tunnels[i];
                 t.peer_dead = true;
                 if t.ike_up {
+                    t.dpd_failures += 1;
                     t.fail("peer dead (DPD: no answer)".into());
                     warn!(conn = %t.plan.name, action = %t.plan.dpd_action, "peer dead (no answer)");
                 }
@@ -642,28 +709,11 @@ impl Engine {
             return;
         }
         // Child SAs are reported deleted first; remove anything left.
-        for c in t.installed.drain(..).chain(t.pending.drain(..)) {
-            self.actions.push_back(Action::Sa(SaAction::Remove {
-                tunnel: t.id,
-                spi_in: Some(c.spi_in),
-                spi_out: Some(c.spi_out),
-            }));
-        }
-        for (spi_in, _) in t.retiring.drain(..) {
-            self.actions.push_back(Action::Sa(SaAction::Remove {
-                tunnel: t.id,
-                spi_in: Some(spi_in),
-                spi_out: None,
-            }));
-        }
-        if t.current.take().is_some() {
-            self.actions.push_back(Action::Sa(SaAction::SelectOutbound {
-                tunnel: t.id,
-                spi_out: None,
-            }));
-        }
+        self.remove_children(i);
+        let t = &mut self.tunnels[i];
         let was_up = t.ike_up;
         t.ike_up = false;
+        t.established_at = None;
         t.connecting = false;
         info!(conn = %t.plan.name, ?reason, "IKE SA down");
         if !was_up {
@@ -676,6 +726,14 @@ impl Engine {
             if reason != DownReason::AuthFailed && t.fail(msg.clone()) {
                 warn!(conn = %t.plan.name, "connection attempt failed: {msg}");
             }
+        }
+        if std::mem::take(&mut t.restart_on_down) && self.shutdown_at.is_none() {
+            // A reload changed settings that need a new IKE SA.
+            info!(conn = %t.plan.name, mode = ?t.plan.start, "restarting with the reloaded settings");
+            if t.plan.start == StartMode::Initiate {
+                self.initiate(now, i);
+            }
+            return;
         }
         if self.shutdown_at.is_some() || t.parked == Some(Parked::AdminDown) {
             return;
@@ -701,6 +759,32 @@ impl Engine {
                 t.retry_at = Some(now + delay);
                 info!(conn = %t.plan.name, in_ms = delay.as_millis() as u64, "will re-initiate");
             }
+        }
+    }
+
+    /// Removes every Child SA of tunnel `i` from the data path (installed,
+    /// waiting for the switch, retiring) and stops its outbound traffic.
+    fn remove_children(&mut self, i: usize) {
+        let t = &mut self.tunnels[i];
+        for c in t.installed.drain(..).chain(t.pending.drain(..)) {
+            self.actions.push_back(Action::Sa(SaAction::Remove {
+                tunnel: t.id,
+                spi_in: Some(c.spi_in),
+                spi_out: Some(c.spi_out),
+            }));
+        }
+        for (spi_in, _) in t.retiring.drain(..) {
+            self.actions.push_back(Action::Sa(SaAction::Remove {
+                tunnel: t.id,
+                spi_in: Some(spi_in),
+                spi_out: None,
+            }));
+        }
+        if t.current.take().is_some() {
+            self.actions.push_back(Action::Sa(SaAction::SelectOutbound {
+                tunnel: t.id,
+                spi_out: None,
+            }));
         }
     }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use super::counters::ProcessCounters;
 use super::{Engine, TunnelId};
 use crate::control::{StatusReport, TunnelRole, TunnelStatus};
 
@@ -23,6 +24,15 @@ pub struct TunnelCounters {
 }
 
 impl Engine {
+    /// The process-wide counters (see [`super::counters`]).
+    pub fn process_counters(&self) -> ProcessCounters {
+        ProcessCounters {
+            ike_sas: self.ike.ike_sa_count() as u64,
+            ike_received: self.ike_counters.received.clone(),
+            ike_sent: self.ike_counters.sent.clone(),
+        }
+    }
+
     /// The status document at `now`, with each tunnel's counters from
     /// `counters`.
     pub fn status(
@@ -31,7 +41,7 @@ impl Engine {
         counters: &mut dyn FnMut(TunnelId) -> TunnelCounters,
     ) -> StatusReport {
         let mut tunnels = Vec::with_capacity(self.tunnels.len());
-        for (i, t) in self.tunnels.iter().enumerate() {
+        for (i, t) in self.tunnels.iter().enumerate().filter(|(_, t)| !t.removed) {
             let role = match self.groups.iter().find(|g| g.members.contains(&i)) {
                 Some(g) if g.active_conn() != i => TunnelRole::Standby,
                 _ => TunnelRole::Active,
@@ -61,6 +71,11 @@ impl Engine {
                     .map(|r| now.saturating_duration_since(r).as_secs()),
                 next_rekey_secs: next_rekey,
                 child_rekeys: t.child_rekeys,
+                ike_rekeys: t.ike_rekeys,
+                dpd_failures: t.dpd_failures,
+                established_secs: t
+                    .established_at
+                    .map(|at| now.saturating_duration_since(at).as_secs()),
                 last_error: t.last_error.clone(),
             });
         }

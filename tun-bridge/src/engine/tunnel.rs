@@ -56,12 +56,23 @@ pub(crate) struct Tunnel {
     pub parked: Option<Parked>,
     pub last_rekey: Option<Instant>,
     pub child_rekeys: u64,
+    /// IKE SA rekeys completed.
+    pub ike_rekeys: u64,
+    /// Times DPD declared the peer of an established IKE SA dead.
+    pub dpd_failures: u64,
+    /// When the IKE SA (of the current run) came up.
+    pub established_at: Option<Instant>,
     /// The peer's address as last seen (NAT).
     pub remote_seen: Option<IpAddr>,
     /// The last failure, for `status`.
     pub last_error: Option<String>,
     /// Identical failures in a row (the first is logged as a warning).
     pub repeated_errors: u32,
+    /// Removed by a reload: kept only so that late IKE events find it.
+    pub removed: bool,
+    /// A reload changed settings that need a new IKE SA: initiate (per
+    /// `auto=`) once the old one is down.
+    pub restart_on_down: bool,
 }
 
 impl Tunnel {
@@ -82,9 +93,14 @@ impl Tunnel {
             parked: None,
             last_rekey: None,
             child_rekeys: 0,
+            ike_rekeys: 0,
+            dpd_failures: 0,
+            established_at: None,
             remote_seen: None,
             last_error: None,
             repeated_errors: 0,
+            removed: false,
+            restart_on_down: false,
         }
     }
 

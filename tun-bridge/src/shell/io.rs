@@ -10,7 +10,7 @@ use ipsec_core::datapath::{InboundAction, OutboundAction};
 use ipsec_core::sa::{TunnelEndpoints, UdpEncap};
 use tracing::{debug, warn};
 
-use super::setup::LocalSocks;
+use super::setup::{LocalSocks, TunDev};
 use super::{Buf, Bufs, GroState, LocalDrop, Shell};
 use crate::engine::TunnelId;
 use crate::packet::forward::{
@@ -31,7 +31,9 @@ impl Shell {
     /// Reads what the kernel routed into tunnel `k`'s TUN, encrypts it and
     /// sends it.
     pub(super) fn on_tun(&mut self, now: Instant, k: usize, bufs: &mut Bufs) {
-        let vnet = self.tuns[k].tun.vnet_hdr();
+        let Some(vnet) = self.tun_dev(k).map(|d| d.tun.vnet_hdr()) else {
+            return;
+        };
         let at = if vnet {
             HEADROOM - VNET_HDR_LEN
         } else {
@@ -39,14 +41,12 @@ impl Shell {
         };
         for _ in 0..BURST {
             let st = bufs.pkt.storage_mut();
-            let n = match self.tuns[k]
-                .tun
-                .read(&mut st[..HEADROOM + forward::MAX_PACKET], at)
-            {
+            let Some(dev) = self.tun_dev(k) else { break };
+            let n = match dev.tun.read(&mut st[..HEADROOM + forward::MAX_PACKET], at) {
                 Ok(Some(n)) => n,
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(tun = %self.tuns[k].tun.name(), "TUN read: {e}");
+                    warn!(tun = %dev.tun.name(), "TUN read: {e}");
                     break;
                 }
             };
@@ -117,12 +117,19 @@ impl Shell {
     }
 
     fn count(&mut self, k: usize, d: LocalDrop) {
-        self.tuns[k].drops[d as usize] += 1;
+        if let Some(dev) = self.tuns.get_mut(k).and_then(Option::as_mut) {
+            dev.drops[d as usize] += 1;
+        }
+    }
+
+    /// The TUN of tunnel `k`, unless a reload removed it.
+    pub(super) fn tun_dev(&self, k: usize) -> Option<&TunDev> {
+        self.tuns.get(k).and_then(Option::as_ref)
     }
 
     /// Runs the outbound path on `bufs.segs[slot]`; queues it for sending.
     fn outbound_one(&mut self, now: Instant, k: usize, slot: usize, bufs: &mut Bufs) {
-        let dev = &self.tuns[k];
+        let Some(dev) = self.tun_dev(k) else { return };
         let v = tun_to_esp(
             self.plane.datapath(),
             TunnelId(k as u32),
@@ -140,7 +147,9 @@ impl Shell {
             }) => bufs.out.push((slot, endpoints, udp_encap)),
             TunVerdict::TooBig(len) => {
                 self.count(k, LocalDrop::TooBig);
-                let _ = tun_write(&self.tuns[k].tun, &bufs.scratch[..len]);
+                if let Some(dev) = self.tun_dev(k) {
+                    let _ = tun_write(&dev.tun, &bufs.scratch[..len]);
+                }
             }
             TunVerdict::TooBigNoReply => self.count(k, LocalDrop::TooBig),
             TunVerdict::Other(OutboundAction::Bypass) => self.count(k, LocalDrop::Bypass),
@@ -163,7 +172,9 @@ impl Shell {
                 *p = bufs.segs[slot].data();
             }
             let (why, n) = send_esp_many(&self.socks, &pkts[..e - s], tunnel, encap);
-            self.tuns[k].drops[why as usize] += n as u64;
+            if let Some(dev) = self.tuns.get_mut(k).and_then(Option::as_mut) {
+                dev.drops[why as usize] += n as u64;
+            }
             s = e;
         }
         bufs.out.clear();
@@ -173,15 +184,20 @@ impl Shell {
     /// the TUN of the tunnel its SA belongs to.
     fn deliver(&mut self, now: Instant, buf: &mut Buf, g: &mut GroState) {
         let tuns = &self.tuns;
-        let mtu_of = |t: TunnelId| tuns.get(t.0 as usize).map(|d| d.mtu);
-        let k = match esp_to_tun(self.plane.datapath(), now, buf, mtu_of) {
-            InboundAction::Inner { tunnel, .. } if (tunnel.0 as usize) < self.tuns.len() => {
-                tunnel.0 as usize
-            }
+        let mtu_of = |t: TunnelId| {
+            tuns.get(t.0 as usize)
+                .and_then(Option::as_ref)
+                .map(|d| d.mtu)
+        };
+        let (k, dev) = match esp_to_tun(self.plane.datapath(), now, buf, mtu_of) {
+            InboundAction::Inner { tunnel, .. } => match self.tun_dev(tunnel.0 as usize) {
+                Some(dev) => (tunnel.0 as usize, dev),
+                None => return,
+            },
             _ => return,
         };
-        if !self.tuns[k].tun.vnet_hdr() {
-            if !matches!(self.tuns[k].tun.write(buf.data()), Ok(Some(_))) {
+        if !dev.tun.vnet_hdr() {
+            if !matches!(dev.tun.write(buf.data()), Ok(Some(_))) {
                 self.count(k, LocalDrop::TunWriteFull);
             }
             return;
@@ -196,7 +212,9 @@ impl Shell {
         self.flush_gro(g);
         g.owner = Some(k);
         if !g.gro.push(buf.data())
-            && !matches!(tun_write(&self.tuns[k].tun, buf.data()), Ok(Some(_)))
+            && !self
+                .tun_dev(k)
+                .is_some_and(|d| matches!(tun_write(&d.tun, buf.data()), Ok(Some(_))))
         {
             self.count(k, LocalDrop::TunWriteFull);
         }
@@ -206,7 +224,12 @@ impl Shell {
     pub(super) fn flush_gro(&mut self, g: &mut GroState) {
         let Some(k) = g.owner else { return };
         if let Some(p) = g.gro.finish() {
-            let written = self.tuns[k].tun.queue(0).map(|q| q.write(p));
+            let written = self
+                .tuns
+                .get(k)
+                .and_then(Option::as_ref)
+                .and_then(|d| d.tun.queue(0))
+                .map(|q| q.write(p));
             if !matches!(written, Some(Ok(Some(_)))) {
                 self.count(k, LocalDrop::TunWriteFull);
             }

@@ -4,10 +4,18 @@
 //! arrives to the [`Engine`] and carries out what the engine asks: IKE
 //! sends, SA changes, routes. It decides nothing about tunnels.
 //!
-//! * [`setup`]: tuning, sockets and TUN devices at start.
+//! * [`setup`]: tuning, sockets and TUN devices at start (and on reload).
 //! * [`io`]: the packet paths (TUN to ESP, ESP to TUN, IKE receive).
+//! * `commands`: the control socket's requests (status, initiate,
+//!   terminate, reload).
+//! * `metrics_server`: the `/metrics` listener of `--metrics`.
+//! * `reload`: re-reading the configuration (control request or SIGHUP)
+//!   and carrying out the engine's verdict on interfaces and sockets.
 
+mod commands;
 mod io;
+mod metrics_server;
+mod reload;
 mod setup;
 
 use std::collections::BTreeMap;
@@ -17,7 +25,7 @@ use std::time::Instant;
 use ipsec_core::sa::{DropReason, TunnelEndpoints, UdpEncap};
 use tracing::{debug, info, warn};
 
-use crate::control::{ControlServer, Response, StatusReport};
+use crate::control::{ControlServer, StatusReport};
 use crate::dataplane::DataPlane;
 use crate::engine::status::TunnelCounters;
 use crate::engine::{Action, Command, Engine, SaAction, TunnelId};
@@ -25,7 +33,7 @@ use crate::packet::forward::{self, HEADROOM};
 use crate::packet::offload::Gro;
 use crate::runtime::keylog::KeyLog;
 use crate::runtime::plan::ConnPlan;
-use crate::runtime::Error;
+use crate::runtime::{ConfigSource, Error};
 use crate::sys::netlink::{Netlink, Route, RouteTracker};
 use crate::sys::poll::{Event, Interest, Poller, SignalFd, Token};
 use crate::sys::udp::{RecvMeta, BATCH_MAX, NATT_PORT};
@@ -35,6 +43,10 @@ const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TUN: u64 = 1_000;
 const TOKEN_SOCK: u64 = 10_000;
 const TOKEN_CONTROL: u64 = 100_000;
+const TOKEN_METRICS: u64 = 200_000;
+/// Tunnels (by `TunnelId`, never reused) a process can have over its life:
+/// the epoll tokens of their TUNs lie below the sockets'.
+const MAX_TUNNEL_IDS: usize = (TOKEN_SOCK - TOKEN_TUN) as usize;
 
 /// Drops the IO shell counts (IO-level), by name.
 #[derive(Clone, Copy, Debug)]
@@ -99,17 +111,24 @@ pub struct StartOptions {
     pub engine: crate::engine::EngineOptions,
     /// Key log, if `--log-keys` was given.
     pub keylog: Option<KeyLog>,
+    /// The files a reload reads again (`None`: reload is refused).
+    pub source: Option<ConfigSource>,
+    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics`.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Everything `up` runs with.
 pub struct Shell {
     engine: Engine,
     plane: DataPlane,
-    tuns: Vec<TunDev>,
+    /// TUN of each tunnel, by `TunnelId` (`None` once a reload removed it).
+    tuns: Vec<Option<TunDev>>,
     socks: Vec<LocalSocks>,
     routes: RouteTracker,
     keylog: Option<KeyLog>,
     tuning: Tuning,
+    source: Option<ConfigSource>,
+    metrics: Option<metrics_server::MetricsServer>,
     /// Cached earliest data-path lifetime (recomputed when SAs change or
     /// it passed).
     plane_at: Option<Instant>,
@@ -127,17 +146,27 @@ impl Shell {
     ) -> Result<Shell, Error> {
         let now = Instant::now();
         let tuning = Tuning::from_env();
+        let metrics = match opts.metrics {
+            Some(a) => {
+                let m = metrics_server::MetricsServer::bind(a)
+                    .map_err(|e| format!("--metrics {a}: {e}"))?;
+                info!(addr = %m.local_addr()?, "serving Prometheus metrics at /metrics");
+                Some(m)
+            }
+            None => None,
+        };
         let mut routes = RouteTracker::new(Netlink::open()?);
-        let socks = setup::open_sockets(&plans, &tuning, poller)?;
+        let mut socks = Vec::new();
+        setup::open_sockets(&mut socks, &plans, &tuning, poller)?;
         let mut tuns = Vec::with_capacity(plans.len());
         for (k, plan) in plans.iter_mut().enumerate() {
-            if socks.iter().any(|s| s.ip == plan.local && s.raw.is_none()) {
-                plan.peer.force_encap = true;
-            }
+            setup::adapt_plan(&socks, plan);
             for n in &plan.notes {
                 info!(conn = %plan.name, "{n}");
             }
-            tuns.push(setup::open_tun(k, plan, &tuning, routes.netlink(), poller)?);
+            let dev = setup::open_tun(plan, &tuning, routes.netlink())?;
+            setup::register_tun(&dev, k, poller)?;
+            tuns.push(Some(dev));
         }
         let engine = Engine::new(plans, groups, opts.engine, now)?;
         let mut shell = Shell {
@@ -148,6 +177,8 @@ impl Shell {
             routes,
             keylog: opts.keylog,
             tuning,
+            source: opts.source,
+            metrics,
             plane_at: None,
         };
         shell.execute(now)?;
@@ -177,7 +208,8 @@ impl Shell {
             rx: (0..BATCH_MAX).map(|_| forward::new_buf()).collect(),
             metas: vec![meta; BATCH_MAX],
             gro: GroState {
-                gro: Gro::new().with_udp(!self.tuns.is_empty() && self.tuns.iter().all(|t| t.uso)),
+                gro: Gro::new()
+                    .with_udp(!self.tuns.is_empty() && self.tuns.iter().flatten().all(|t| t.uso)),
                 owner: None,
             },
             scratch: vec![0u8; 2048],
@@ -185,6 +217,9 @@ impl Shell {
         };
         poller.add(signals, Token(TOKEN_SIGNAL), Interest::READABLE)?;
         control.register(poller, Token(TOKEN_CONTROL))?;
+        if let Some(m) = &mut self.metrics {
+            m.register(poller, Token(TOKEN_METRICS))?;
+        }
         loop {
             let now = Instant::now();
             let deadline = [self.engine.poll_timeout(), self.plane_at]
@@ -200,6 +235,10 @@ impl Shell {
                 match ev.token.0 {
                     TOKEN_SIGNAL => {
                         while let Some(sig) = signals.read()? {
+                            if sig == libc::SIGHUP {
+                                self.reload_logged(now, poller);
+                                continue;
+                            }
                             info!(signal = sig, "shutting down: deleting IKE SAs");
                             self.engine.handle_command(now, Command::Shutdown);
                         }
@@ -207,6 +246,7 @@ impl Shell {
                     t if (TOKEN_TUN..TOKEN_SOCK).contains(&t) => {
                         self.on_tun(now, (t - TOKEN_TUN) as usize, &mut bufs)
                     }
+                    t if t >= TOKEN_METRICS => self.on_metrics(poller, ev, now),
                     t if (TOKEN_SOCK..TOKEN_CONTROL).contains(&t) => {
                         let j = ((t - TOKEN_SOCK) / 4) as usize;
                         match (t - TOKEN_SOCK) % 4 {
@@ -216,8 +256,8 @@ impl Shell {
                         }
                     }
                     _ if control.owns(ev.token) => {
-                        let report = self.report(now);
-                        control.handle(poller, ev, &mut |_req| Response::status(report.clone()));
+                        let poller = &*poller;
+                        control.handle(poller, ev, &mut |req| self.on_request(now, req, poller));
                     }
                     _ => {}
                 }
@@ -267,7 +307,11 @@ impl Shell {
                     }
                 }
                 Action::Routes { tunnel, routes } => {
-                    let dev = &self.tuns[tunnel.0 as usize];
+                    let Some(dev) = self.tuns.get(tunnel.0 as usize).and_then(Option::as_ref)
+                    else {
+                        warn!(tunnel = tunnel.0, "routes for a tunnel without interface");
+                        continue;
+                    };
                     for r in &routes {
                         match self
                             .routes
@@ -280,6 +324,14 @@ impl Shell {
                                     result = Err(format!("route {r} dev {}: {e}", dev.tun.name()));
                                 }
                             }
+                        }
+                    }
+                }
+                Action::Unroute { routes } => {
+                    for r in &routes {
+                        match self.routes.remove(r.addr, r.prefix) {
+                            Ok(()) => info!(route = %r, "route removed"),
+                            Err(e) => warn!(route = %r, "route removal: {e}"),
                         }
                     }
                 }
@@ -339,6 +391,18 @@ impl Shell {
         }
     }
 
+    fn on_metrics(&mut self, poller: &Poller, ev: Event, now: Instant) {
+        let Some(mut m) = self.metrics.take() else {
+            return;
+        };
+        if m.owns(ev.token) {
+            m.handle(poller, ev, now, &mut || {
+                crate::metrics::exposition(&self.report(now), &self.engine.process_counters())
+            });
+        }
+        self.metrics = Some(m);
+    }
+
     /// The status document: the engine's view plus the data path's and
     /// this shell's counters.
     pub fn report(&self, now: Instant) -> StatusReport {
@@ -352,7 +416,7 @@ impl Shell {
                     drops.insert(r.to_string(), n);
                 }
             }
-            if let Some(dev) = tuns.get(t.0 as usize) {
+            if let Some(dev) = tuns.get(t.0 as usize).and_then(Option::as_ref) {
                 for d in LocalDrop::ALL {
                     if dev.drops[d as usize] > 0 {
                         drops.insert(d.name().to_string(), dev.drops[d as usize]);
@@ -373,6 +437,8 @@ impl Shell {
 fn sa_name(a: &SaAction) -> &'static str {
     match a {
         SaAction::AddTunnel { .. } => "add tunnel",
+        SaAction::ReplacePolicies { .. } => "replace policies",
+        SaAction::RemoveTunnel { .. } => "remove tunnel",
         SaAction::Install { .. } => "install",
         SaAction::SelectOutbound { .. } => "select outbound",
         SaAction::Remove { .. } => "remove",

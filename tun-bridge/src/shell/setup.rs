@@ -85,14 +85,14 @@ pub(super) struct LocalSocks {
 }
 
 /// Binds UDP 500/4500 and a raw ESP socket on every distinct local
-/// address of `plans`, registered with `poller` (socket set `j` uses
-/// tokens `TOKEN_SOCK + 4j` .. `+ 2`).
+/// address of `plans` that `socks` does not have yet, registered with
+/// `poller` (socket set `j` uses tokens `TOKEN_SOCK + 4j` .. `+ 2`).
 pub(super) fn open_sockets(
+    socks: &mut Vec<LocalSocks>,
     plans: &[ConnPlan],
     tuning: &Tuning,
     poller: &Poller,
-) -> Result<Vec<LocalSocks>, Error> {
-    let mut socks: Vec<LocalSocks> = Vec::new();
+) -> Result<(), Error> {
     for p in plans {
         if socks.iter().any(|s| s.ip == p.local) {
             continue;
@@ -127,7 +127,15 @@ pub(super) fn open_sockets(
             gso: Cell::new(gso),
         });
     }
-    Ok(socks)
+    Ok(())
+}
+
+/// What the sockets decide about a plan: without a raw ESP socket on its
+/// local address, ESP goes in UDP.
+pub(super) fn adapt_plan(socks: &[LocalSocks], plan: &mut ConnPlan) {
+    if socks.iter().any(|s| s.ip == plan.local && s.raw.is_none()) {
+        plan.peer.force_encap = true;
+    }
 }
 
 /// A tunnel's interface and the drops counted in the IO shell.
@@ -140,17 +148,17 @@ pub(super) struct TunDev {
     pub mtu: TunnelMtu,
     /// Source of ICMP "too big" replies (the peer's inside address).
     pub remote_inside: Option<IpAddr>,
+    /// This end's inside address, as set on the interface.
+    pub inside: Option<(IpAddr, u8)>,
     pub drops: [u64; super::LocalDrop::COUNT],
 }
 
-/// Opens the TUN of tunnel `k` with its MTU, txqueuelen, inside address and
-/// offloads, brings it up and registers it with `poller`.
+/// Opens the TUN of `plan` with its MTU, txqueuelen, inside address and
+/// offloads and brings it up (see [`register_tun`]).
 pub(super) fn open_tun(
-    k: usize,
     plan: &ConnPlan,
     tuning: &Tuning,
     nl: &mut Netlink,
-    poller: &Poller,
 ) -> Result<TunDev, Error> {
     let mut opts = TunOptions::new(&plan.ifname);
     opts.vnet_hdr = tuning.offload;
@@ -185,8 +193,7 @@ pub(super) fn open_tun(
         }
     }
     nl.set_link_up(ifindex, true)?;
-    let q = tun.queue(0).ok_or("TUN without a queue")?;
-    poller.add(q, Token(TOKEN_TUN + k as u64), Interest::READABLE)?;
+    tun.queue(0).ok_or("TUN without a queue")?;
     info!(
         conn = %plan.name, tun = %tun.name(), mtu = plan.mtu.mtu,
         local = %plan.local, remote = %plan.remote,
@@ -198,6 +205,43 @@ pub(super) fn open_tun(
         ifindex,
         mtu: plan.mtu,
         remote_inside: plan.remote_inside,
+        inside: plan.inside,
         drops: [0; super::LocalDrop::COUNT],
     })
+}
+
+/// Registers the TUN of tunnel `k` with `poller`.
+pub(super) fn register_tun(dev: &TunDev, k: usize, poller: &Poller) -> Result<(), Error> {
+    let q = dev.tun.queue(0).ok_or("TUN without a queue")?;
+    poller.add(q, Token(TOKEN_TUN + k as u64), Interest::READABLE)?;
+    Ok(())
+}
+
+/// Brings an open TUN to `plan`'s MTU and inside addresses (a reload).
+pub(super) fn reconfigure_tun(
+    dev: &mut TunDev,
+    plan: &ConnPlan,
+    nl: &mut Netlink,
+) -> Result<(), Error> {
+    if dev.mtu != plan.mtu {
+        nl.set_mtu(dev.ifindex, u32::from(plan.mtu.mtu))?;
+        dev.mtu = plan.mtu;
+    }
+    if dev.inside != plan.inside {
+        if let Some((a, len)) = dev.inside {
+            if let Err(e) = nl.del_address(dev.ifindex, a, len) {
+                warn!(tun = %dev.tun.name(), "remove inside address {a}/{len}: {e}");
+            }
+        }
+        if let Some((a, len)) = plan.inside {
+            match nl.add_address(dev.ifindex, a, len) {
+                Err(e) if !e.is_exists() => return Err(e.into()),
+                _ => {}
+            }
+        }
+        dev.inside = plan.inside;
+    }
+    dev.remote_inside = plan.remote_inside;
+    info!(tun = %dev.tun.name(), mtu = plan.mtu.mtu, "tunnel interface reconfigured");
+    Ok(())
 }

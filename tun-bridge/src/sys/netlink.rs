@@ -648,6 +648,23 @@ impl RouteTracker {
         Ok(())
     }
 
+    /// Remove the tracked route to `dst/prefix_len` (main table), if any.
+    /// A route already gone (its device disappeared) counts as removed.
+    pub fn remove(&mut self, dst: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+        let Some(k) = self
+            .routes
+            .iter()
+            .position(|t| t.dst == dst && t.prefix_len == prefix_len && t.table.is_none())
+        else {
+            return Ok(());
+        };
+        let r = self.routes.remove(k);
+        match self.nl.del_route(&r) {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Currently tracked routes.
     pub fn routes(&self) -> &[Route] {
         &self.routes

@@ -251,6 +251,18 @@ impl TunBridge {
     /// Writes `<name>.conf`/`<name>.secrets` into the lab's state directory
     /// and starts `tun-bridge up` in `ns` with its own control socket.
     pub fn start(lab: &mut Lab, ns: &str, name: &str, conf: &str, secrets: &str) -> TunBridge {
+        TunBridge::start_with(lab, ns, name, conf, secrets, &[])
+    }
+
+    /// Like [`TunBridge::start`], with `extra` arguments for `up`.
+    pub fn start_with(
+        lab: &mut Lab,
+        ns: &str,
+        name: &str,
+        conf: &str,
+        secrets: &str,
+        extra: &[&str],
+    ) -> TunBridge {
         let dir = lab.state_dir().to_path_buf();
         let c = dir.join(format!("{name}.conf"));
         let s = dir.join(format!("{name}.secrets"));
@@ -264,22 +276,18 @@ impl TunBridge {
             s.display().to_string(),
             control.display().to_string(),
         );
-        let pid = lab
-            .spawn(
-                ns,
-                &[
-                    BIN,
-                    "up",
-                    "--config",
-                    &cs,
-                    "--secrets",
-                    &ss,
-                    "--control",
-                    &ctl,
-                ],
-                &log,
-            )
-            .expect("spawn tun-bridge up");
+        let mut argv = vec![
+            BIN,
+            "up",
+            "--config",
+            &cs,
+            "--secrets",
+            &ss,
+            "--control",
+            &ctl,
+        ];
+        argv.extend_from_slice(extra);
+        let pid = lab.spawn(ns, &argv, &log).expect("spawn tun-bridge up");
         TunBridge {
             name: name.into(),
             pid,

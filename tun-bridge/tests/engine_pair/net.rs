@@ -15,6 +15,7 @@ use tun_bridge::config::parse_str;
 use tun_bridge::config::values::IpNet;
 use tun_bridge::dataplane::DataPlane;
 use tun_bridge::engine::failover::Failback;
+use tun_bridge::engine::reload::Reloaded;
 use tun_bridge::engine::{Action, Command, Engine, EngineOptions, TunnelId};
 use tun_bridge::runtime::plan::{self, ConnPlan};
 
@@ -73,8 +74,9 @@ pub struct Site {
     pub addr: IpAddr,
     pub engine: Engine,
     pub dp: DataPlane,
-    /// Prefixes routed into each tunnel (the last `Routes` action wins).
-    pub routes: Vec<(TunnelId, Vec<IpNet>)>,
+    /// Prefixes routed into each tunnel (the last `Routes` action wins;
+    /// `None`: withdrawn by `Unroute`).
+    pub routes: Vec<(Option<TunnelId>, Vec<IpNet>)>,
     /// Errors the data plane reported while applying actions.
     pub apply_errors: Vec<String>,
     /// Datagrams this site's engine sent.
@@ -120,7 +122,14 @@ impl Site {
             .iter()
             .rev()
             .find(|(_, r)| r.contains(&net))
-            .map(|(t, _)| *t)
+            .and_then(|(t, _)| *t)
+    }
+
+    /// Reloads this site's engine with `conf`/`secrets` at `now`.
+    pub fn reload(&mut self, conf: &str, secrets: &str, now: Instant) -> Reloaded {
+        let local = self.addr.to_string();
+        let (plans, groups) = plans(conf, secrets, &local);
+        self.engine.reload(now, plans, groups).expect("reload")
     }
 
     /// IKE_SA_INIT requests this site sent (first transmissions and
@@ -165,6 +174,7 @@ pub struct Net {
 pub const A: usize = 0;
 pub const B: usize = 1;
 pub const C: usize = 2;
+pub const D: usize = 3;
 
 impl Net {
     pub fn new(sites: Vec<Site>, now: Instant) -> Net {
@@ -205,7 +215,8 @@ impl Net {
                                 s.apply_errors.push(e.to_string());
                             }
                         }
-                        Action::Routes { tunnel, routes } => s.routes.push((tunnel, routes)),
+                        Action::Routes { tunnel, routes } => s.routes.push((Some(tunnel), routes)),
+                        Action::Unroute { routes } => s.routes.push((None, routes)),
                         Action::IkeSecrets(_) => {}
                     }
                 }
@@ -340,6 +351,14 @@ impl Net {
                 other => self.lose(format!("inbound at site {to}: {other:?}")),
             }
         }
+    }
+
+    /// Reloads site `site` with `conf`/`secrets` and carries out the result.
+    pub fn reload(&mut self, site: usize, conf: &str, secrets: &str) -> Reloaded {
+        let now = self.now;
+        let r = self.sites[site].reload(conf, secrets, now);
+        self.pump();
+        r
     }
 
     pub fn command(&mut self, site: usize, cmd: Command) {
