@@ -49,6 +49,7 @@ fn report(served: u64) -> StatusReport {
             child_rekeys: 0,
             last_error: None,
         }],
+        ike: Default::default(),
     }
 }
 

@@ -72,6 +72,7 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
         failback: args.failback,
         ike: ike_lite::Config {
             export_ike_keys: keylog.is_some(),
+            flood: cfg.setup.flood_limits(),
             ..ike_lite::Config::default()
         },
         ike_rng: Box::new(rand_core::OsRng),
