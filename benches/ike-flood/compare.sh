@@ -4,7 +4,11 @@
 # table: requests sent per second, answers per second (what the responder
 # absorbed), answers by type, RSS before / peak / after.
 #
-#   sudo benches/ike-flood/compare.sh [--count N] [--secs S] [--rate PPS] [--profile release|debug]
+#   sudo benches/ike-flood/compare.sh [--count N] [--secs S] [--rate PPS] [--profile release|debug] [--no-build] [--answer-cookies]
+#
+# With --answer-cookies the generator sends every request again with its
+# cookie, as a botnet with real addresses would: each responder then does
+# a Diffie-Hellman per request up to its per-source and global limits.
 #
 # Everything runs in two network namespaces created here (flood-cmp-<pid>-r
 # with the responder, flood-cmp-<pid>-g with the generator, joined by one
@@ -21,12 +25,16 @@ COUNT=200000
 SECS=10
 RATE=0
 PROFILE=release
+BUILD=1
+ANSWER=()
 while [ $# -gt 0 ]; do
 	case $1 in
 		--count) COUNT=$2; shift ;;
 		--secs) SECS=$2; shift ;;
 		--rate) RATE=$2; shift ;;
 		--profile) PROFILE=$2; shift ;;
+		--no-build) BUILD=0 ;;
+		--answer-cookies) ANSWER=(--answer-cookies) ;;
 		*) echo "unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -42,7 +50,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 flag=()
 [ "$PROFILE" = release ] && flag=(--release)
-(cd "$ROOT" && cargo build -q "${flag[@]}" -p tun-bridge --bin tun-bridge -p ipsec-benches --bin ike_flood)
+if [ "$BUILD" = 1 ]; then
+	(cd "$ROOT" && cargo build -q "${flag[@]}" -p tun-bridge --bin tun-bridge -p ipsec-benches --bin ike_flood)
+fi
 TB=$TARGET/$PROFILE/tun-bridge
 GEN=$TARGET/$PROFILE/ike_flood
 
@@ -94,7 +104,7 @@ flood() {
 	sample_peak "$pid" "$DIR/$name.peak" &
 	spid=$!
 	json=$(ip netns exec "$NS_G" timeout $((SECS + 30)) "$GEN" --netns "$NS_G" --iface fl-g0 \
-		--dst $RESP --src-net 198.18.0.0/16 --count "$COUNT" --secs "$SECS" --rate "$RATE")
+		--dst $RESP --src-net 198.18.0.0/16 --count "$COUNT" --secs "$SECS" --rate "$RATE" --linger-ms 2000 "${ANSWER[@]}")
 	sleep 1
 	kill "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
@@ -112,7 +122,7 @@ print("| %s | %d | %.0f | %.0f | %d / %d / %d | %d | %.1f / %.1f / %.1f MiB (+%.
 EOF
 }
 
-echo "ike_flood: $COUNT IKE_SA_INIT requests within ${SECS}s (rate ${RATE:-0}, 0 = as fast as possible), 65,536 sources, cookies not answered; $PROFILE build"
+echo "ike_flood: $COUNT IKE_SA_INIT requests within ${SECS}s (rate $RATE, 0 = as fast as possible), 65,536 sources, cookies $([ ${#ANSWER[@]} -gt 0 ] && echo answered || echo 'not answered'); $PROFILE build"
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| responder | sent | sent/s | answered/s (absorbed) | answers cookie / SA_INIT / other | unanswered | RSS before / peak / after (growth) |"
@@ -149,6 +159,10 @@ kill "$TB_PID"; wait "$TB_PID" 2>/dev/null || true
 # --- strongSwan -------------------------------------------------------------
 SD=$DIR/swan
 mkdir -p "$SD/run"
+# swanctl --load-all scans these credential directories next to its file.
+for sub in x509 x509ca x509ocsp x509aa x509ac x509crl pubkey private rsa ecdsa bliss pkcs8 pkcs12; do
+	mkdir -p "$SD/$sub"
+done
 cat >"$SD/strongswan.conf" <<EOF
 charon {
 	load_modular = no
@@ -212,7 +226,9 @@ for _ in $(seq 100); do [ -S "$SD/run/charon.vici" ] && break; sleep 0.1; done
 [ -S "$SD/run/charon.vici" ] || { cat "$SD/charon.stdout" >&2; exit 1; }
 STRONGSWAN_CONF=$SD/strongswan.conf swanctl --load-all --file "$SD/swanctl.conf" \
 	--uri "unix://$SD/run/charon.vici" >/dev/null
-flood "strongSwan $(swanctl --version 2>/dev/null | awk '{print $NF}' | head -1)" "$SW_PID"
+SW_VER=$(STRONGSWAN_CONF=$SD/strongswan.conf swanctl --version --uri "unix://$SD/run/charon.vici" 2>/dev/null |
+	grep -o '[0-9][0-9.]*' | head -1 || true)
+flood "strongSwan ${SW_VER:-charon}" "$SW_PID"
 kill "$SW_PID"; wait "$SW_PID" 2>/dev/null || true
 
 echo
