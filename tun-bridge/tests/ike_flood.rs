@@ -375,8 +375,11 @@ fn phases(
         "RSS grew by {} KiB",
         (peak - rss0) >> 10
     );
+    // Back down: below the peak, and within half the growth or 2 MiB of
+    // the start (pages pinned by a few live allocations stay resident).
+    let slack = ((peak - rss0) / 2).max(2 << 20);
     assert!(
-        after < peak && after - rss0.min(after) <= (peak - rss0) / 2,
+        after < peak && after <= rss0 + slack,
         "RSS did not come down: start {rss0}, peak {peak}, after {after}"
     );
     // The peer's tunnel survived all of it.
