@@ -2,13 +2,20 @@
 //! A responder endpoint fed arbitrary datagrams (port 500 or 4500) with
 //! clock jumps in between; it must never panic.
 
-use ike_lite::{Config, Endpoint, Identity, PeerConfig, Psk};
+use ike_lite::{Config, Endpoint, FloodLimits, Identity, PeerConfig, Psk};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
+    // Small flood limits, so that cookies, blocking and the cap are reached.
     let mut ep = Endpoint::new(Config {
-        cookie_threshold: 2,
+        flood: FloodLimits {
+            cookie_threshold: 2,
+            cookie_threshold_ip: 1,
+            block_threshold: 2,
+            init_limit_half_open: 3,
+            ..Default::default()
+        },
         ..Default::default()
     });
     let local = "198.51.100.2:500".parse().unwrap();

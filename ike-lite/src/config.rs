@@ -1,10 +1,11 @@
 //! Endpoint and peer configuration.
 //!
-//! [`Config`] holds endpoint-wide settings (ports, anti-DoS cookies);
+//! [`Config`] holds endpoint-wide settings (ports, flood limits);
 //! [`PeerConfig`] describes one connection: addresses, identities, the
 //! pre-shared key, proposals, traffic selectors, lifetimes, DPD and
 //! retransmission policy.
 
+use crate::flood::FloodLimits;
 use crate::message::{IdPayload, IdType};
 use crate::proposal::{EspProposal, IkeProposal};
 use crate::ts::TrafficSelector;
@@ -114,11 +115,9 @@ impl Default for RetransmitPolicy {
 /// Endpoint-wide settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Above this many half-open responder SAs, IKE_SA_INIT requests must
-    /// carry a COOKIE (RFC 7296 §2.6). 0 always requires one.
-    pub cookie_threshold: usize,
-    /// Half-open responder SAs are dropped after this long.
-    pub half_open_timeout: Duration,
+    /// IKE_SA_INIT flood limits: cookies (RFC 7296 §2.6), per-source and
+    /// global half-open limits, the half-open timeout.
+    pub flood: FloodLimits,
     /// UDP port of plain IKE (500).
     pub ike_port: u16,
     /// UDP port of NAT-T (4500); messages there carry the non-ESP marker.
@@ -138,8 +137,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            cookie_threshold: 20,
-            half_open_timeout: Duration::from_secs(30),
+            flood: FloodLimits::default(),
             ike_port: 500,
             natt_port: 4500,
             keepalive_interval: Duration::from_secs(20),

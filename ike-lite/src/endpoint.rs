@@ -7,18 +7,23 @@
 //! `Instant`, and drains [`Endpoint::poll_transmit`],
 //! [`Endpoint::poll_event`] and [`Endpoint::poll_timeout`].
 //!
-//! It owns the SA tables (by id, by our SPI, half-open by the initiator's
-//! SPI and address) and applies what each SA call returns (new SAs from an
-//! IKE rekey, INITIAL_CONTACT, removal). Randomness comes from one RNG,
-//! the operating system's unless [`Endpoint::with_rng`] injects another.
+//! It owns the SA tables (by id, by our SPI; half-open responder SAs in
+//! [`flood`](crate::flood)'s table, by the initiator's SPI and address,
+//! per source and by deadline) and applies what each SA call returns (new
+//! SAs from an IKE rekey, INITIAL_CONTACT, removal). A new IKE_SA_INIT
+//! request passes the flood guard (cookies, per-source and global
+//! half-open limits) before any SA work; [`Endpoint::endpoint_stats`]
+//! counts what happened. Randomness comes from one RNG, the operating
+//! system's unless [`Endpoint::with_rng`] injects another.
 
 use crate::config::{Config, ConnId, PeerConfig};
 use crate::events::{
     ApiError, DatagramError, DownReason, Event, IkeSaSecrets, IkeSaStats, Transmit,
 };
+use crate::flood::{self, EndpointStats, Guard, HalfOpenTable, InitRequest, Verdict};
 use crate::message::{ExchangeType, Header, ParseError, HEADER_LEN};
 use crate::proposal::IkeChoice;
-use crate::sa::{self, CookiePolicy, Ctx, Datagram, IkeSa, Outcome, Status, Task};
+use crate::sa::{self, Ctx, Datagram, IkeSa, Outcome, Status, Task};
 use core::fmt;
 use rand_core::CryptoRngCore;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -46,25 +51,21 @@ impl Shared {
     }
 }
 
-/// One IKE SA and the endpoint's bookkeeping for it.
-struct Slot {
-    sa: IkeSa,
-    /// Its key in the half-open table, while it is half-open.
-    half_open: Option<(u64, SocketAddr)>,
-}
-
 /// A sans-IO IKEv2 endpoint serving many IKE SAs.
 pub struct Endpoint {
     shared: Shared,
     peers: Vec<PeerConfig>,
-    /// Boxed: a BTreeMap node holds 11 entries inline, mostly half empty.
-    sas: BTreeMap<u64, Box<Slot>>,
-    /// Our SPI -> SA id.
+    /// Every SA but the half-open responder ones. Boxed: a BTreeMap node
+    /// holds 11 entries inline, mostly half empty.
+    sas: BTreeMap<u64, Box<IkeSa>>,
+    /// Half-open responder SAs (waiting for IKE_AUTH), apart so that the
+    /// timers of the others are found without walking a flood's worth.
+    half_open: HalfOpenTable<Box<IkeSa>>,
+    /// Our SPI -> SA id (both tables).
     by_spi: HashMap<u64, u64>,
-    /// (initiator SPI, peer address) -> SA id for half-open responder SAs.
-    half_open: HashMap<(u64, SocketAddr), u64>,
     next_id: u64,
-    cookie_secret: Zeroizing<[u8; 32]>,
+    /// Admission of new IKE_SA_INIT requests, and the counters.
+    guard: Guard,
 }
 
 impl fmt::Debug for Endpoint {
@@ -72,6 +73,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("peers", &self.peers.len())
             .field("ike_sas", &self.sas.len())
+            .field("half_open", &self.half_open.len())
             .finish_non_exhaustive()
     }
 }
@@ -98,10 +100,10 @@ impl Endpoint {
             },
             peers: Vec::new(),
             sas: BTreeMap::new(),
+            half_open: HalfOpenTable::default(),
             by_spi: HashMap::new(),
-            half_open: HashMap::new(),
             next_id: 1,
-            cookie_secret: secret,
+            guard: Guard::new(secret),
         }
     }
 
@@ -146,20 +148,45 @@ impl Endpoint {
             return Err(ApiError::UnknownConn);
         }
         let sa = IkeSa::initiate(now, conn, peer, &mut self.shared.ctx())?;
-        self.insert(sa, None);
+        self.insert(sa);
         Ok(())
     }
 
-    /// Registers a new SA; returns its id.
-    fn insert(&mut self, sa: IkeSa, half_open: Option<(u64, SocketAddr)>) -> u64 {
+    /// Registers a new SA (not half-open); returns its id.
+    fn insert(&mut self, sa: IkeSa) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         self.by_spi.insert(sa.our_spi(), id);
-        if let Some(k) = half_open {
-            self.half_open.insert(k, id);
-        }
-        self.sas.insert(id, Box::new(Slot { sa, half_open }));
+        self.sas.insert(id, Box::new(sa));
         id
+    }
+
+    /// Registers a new half-open responder SA started by the request
+    /// `key` (initiator SPI, address); it is freed at `deadline`.
+    fn insert_half_open(&mut self, sa: IkeSa, key: (u64, SocketAddr), deadline: Instant) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_spi.insert(sa.our_spi(), id);
+        let block = self.block_threshold();
+        self.half_open
+            .insert(id, key, deadline, Box::new(sa), block);
+    }
+
+    fn block_threshold(&self) -> u32 {
+        self.shared.config.flood.effective_block_threshold()
+    }
+
+    /// Removes SA `id` from whichever table holds it.
+    fn remove(&mut self, id: u64) {
+        let block = self.block_threshold();
+        let sa = match self.sas.remove(&id) {
+            Some(sa) => sa,
+            None => match self.half_open.remove(id, block) {
+                Some(sa) => sa,
+                None => return,
+            },
+        };
+        self.by_spi.remove(&sa.our_spi());
     }
 
     fn established(&self, conn: ConnId) -> Result<u64, ApiError> {
@@ -168,7 +195,7 @@ impl Endpoint {
         }
         self.sas
             .iter()
-            .find(|(_, s)| s.sa.conn == conn && s.sa.is_established())
+            .find(|(_, sa)| sa.conn == conn && sa.is_established())
             .map(|(id, _)| *id)
             .ok_or(ApiError::NotEstablished)
     }
@@ -176,7 +203,7 @@ impl Endpoint {
     /// The established SA of `conn`.
     fn established_sa(&self, conn: ConnId) -> Option<&IkeSa> {
         let id = self.established(conn).ok()?;
-        self.sas.get(&id).map(|s| &s.sa)
+        self.sas.get(&id).map(|sa| &**sa)
     }
 
     /// Runs `f` on SA `id` (`None` when there is no such SA). The caller
@@ -186,8 +213,11 @@ impl Endpoint {
         id: u64,
         f: impl FnOnce(&mut IkeSa, &[PeerConfig], &mut Ctx<'_>) -> R,
     ) -> Option<R> {
-        let slot = self.sas.get_mut(&id)?;
-        Some(f(&mut slot.sa, &self.peers, &mut self.shared.ctx()))
+        let sa = match self.sas.get_mut(&id) {
+            Some(sa) => sa,
+            None => self.half_open.get_mut(id)?,
+        };
+        Some(f(sa, &self.peers, &mut self.shared.ctx()))
     }
 
     /// Runs `f` on the established SA of `conn` with its configuration
@@ -293,9 +323,19 @@ impl Endpoint {
             .and_then(|s| s.child_rekey_at(spi_in))
     }
 
-    /// Number of IKE SAs held (any state).
+    /// Number of IKE SAs held (any state, half-open ones included).
     pub fn ike_sa_count(&self) -> usize {
-        self.sas.len()
+        self.sas.len() + self.half_open.len()
+    }
+
+    /// The endpoint-wide counters: half-open SAs, cookies, IKE_SA_INIT
+    /// requests dropped by the flood limits, messages received.
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        EndpointStats {
+            half_open: self.half_open.len() as u64,
+            blocked_sources: self.half_open.blocked(),
+            ..self.guard.stats
+        }
     }
 
     /// Processes one received UDP payload. `local` is the address it was
@@ -307,6 +347,33 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         data: &[u8],
+    ) -> Result<(), DatagramError> {
+        let mut exchange = None;
+        let result = self.dispatch(now, local, remote, data, &mut exchange);
+        let received = &mut self.guard.stats.received;
+        match exchange {
+            None => received.unparsable += 1,
+            Some(x) => received.count(
+                x,
+                match result {
+                    Ok(()) => flood::Outcome::Handled,
+                    Err(DatagramError::Refused) => flood::Outcome::Refused,
+                    Err(_) => flood::Outcome::Dropped,
+                },
+            ),
+        }
+        result
+    }
+
+    /// [`Endpoint::handle_datagram`] without the counting; sets `exchange`
+    /// once the header parsed.
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        exchange: &mut Option<ExchangeType>,
     ) -> Result<(), DatagramError> {
         let natt = local.port() == self.shared.config.natt_port;
         let msg = if natt {
@@ -333,6 +400,7 @@ impl Endpoint {
             }
             Err(e) => return Err(DatagramError::Parse(e)),
         };
+        *exchange = Some(header.exchange);
         let d = Datagram {
             local,
             remote,
@@ -360,21 +428,50 @@ impl Endpoint {
         handled.result
     }
 
+    /// An IKE_SA_INIT request without a responder SPI: a retransmission
+    /// is answered from the half-open SA; a new one passes the flood guard
+    /// before any work (no Diffie-Hellman, nonce or state when it is
+    /// answered with a cookie or dropped).
     fn handle_init_request(&mut self, now: Instant, d: &Datagram<'_>) -> Result<(), DatagramError> {
         let key = (d.header.spi_i, d.remote);
-        if let Some(id) = self.half_open.get(&key).copied() {
+        if let Some(id) = self.half_open.find(&key) {
             let handled = self
                 .call(id, |sa, _, cx| sa.resend_init_response(d.bytes, cx))
                 .ok_or(DatagramError::Unexpected)?;
             self.apply(id, handled.outcome);
             return handled.result;
         }
-        let cookies = CookiePolicy {
-            required: self.half_open.len() >= self.shared.config.cookie_threshold,
-            secret: &self.cookie_secret[..],
+        let req = InitRequest {
+            remote: d.remote.ip(),
+            spi_i: d.header.spi_i,
+            msg: d.bytes,
         };
-        let sa = IkeSa::respond_init(now, d, &self.peers, &cookies, &mut self.shared.ctx())?;
-        self.insert(sa, Some(key));
+        let limits = self.shared.config.flood;
+        let global = self.half_open.count();
+        let of_source = self.half_open.count_from(req.remote);
+        match self
+            .guard
+            .check_init(&limits, now, &req, global, of_source, &mut *self.shared.rng)
+        {
+            Verdict::Admit => {}
+            Verdict::Cookie(cookie) => {
+                let msg = flood::cookie_response(d.header.spi_i, &cookie);
+                self.shared.transmits.push_back(Transmit {
+                    src: d.local,
+                    dst: d.remote,
+                    payload: if d.natt {
+                        [&[0u8; 4][..], &msg].concat()
+                    } else {
+                        msg
+                    },
+                    non_esp_marker: d.natt,
+                });
+                return Err(DatagramError::Refused);
+            }
+            Verdict::Drop => return Err(DatagramError::Limited),
+        }
+        let sa = IkeSa::respond_init(now, d, &self.peers, &mut self.shared.ctx())?;
+        self.insert_half_open(sa, key, now + limits.half_open_timeout);
         Ok(())
     }
 
@@ -390,15 +487,20 @@ impl Endpoint {
         if let Some(who) = initial_contact {
             // RFC 7296 §2.4: only the SAs of the same authenticated identity
             // are stale; other peers served by the same connection stay.
-            let conn = self.sas.get(&id).map(|s| s.sa.conn);
+            // The SA is usually still half-open (IKE_AUTH just completed).
+            let conn = self
+                .sas
+                .get(&id)
+                .or_else(|| self.half_open.get(id))
+                .map(|sa| sa.conn);
             let stale: Vec<u64> = self
                 .sas
                 .iter()
-                .filter(|(k, s)| {
+                .filter(|(k, sa)| {
                     **k != id
-                        && Some(s.sa.conn) == conn
-                        && s.sa.is_established()
-                        && s.sa.peer_identity() == Some(&who)
+                        && Some(sa.conn) == conn
+                        && sa.is_established()
+                        && sa.peer_identity() == Some(&who)
                 })
                 .map(|(k, _)| *k)
                 .collect();
@@ -409,28 +511,34 @@ impl Endpoint {
             }
         }
         match status {
-            Status::Closed => {
-                if let Some(slot) = self.sas.remove(&id) {
-                    self.by_spi.remove(&slot.sa.our_spi());
-                    if let Some(k) = slot.half_open {
-                        self.half_open.remove(&k);
-                    }
+            Status::Closed => self.remove(id),
+            Status::Live if self.half_open.contains(id) => {
+                let block = self.block_threshold();
+                if let Some(sa) = self.half_open.remove(id, block) {
+                    self.sas.insert(id, sa);
                 }
             }
-            Status::Live => {
-                if let Some(k) = self.sas.get_mut(&id).and_then(|s| s.half_open.take()) {
-                    self.half_open.remove(&k);
-                }
-            }
-            Status::HalfOpen => {}
+            Status::Live | Status::HalfOpen => {}
         }
         for new in spawned {
-            self.insert(new, None);
+            self.insert(new);
         }
     }
 
-    /// Processes timer expiries up to `now`.
+    /// Processes timer expiries up to `now`: half-open SAs past their
+    /// deadline are freed, the others run their timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let expired = self.half_open.expired(now);
+        if !expired.is_empty() {
+            self.guard.stats.half_open_expired += expired.len() as u64;
+            for id in expired {
+                self.remove(id);
+            }
+            self.half_open.shrink();
+            if self.by_spi.capacity() > 64 && self.by_spi.len() * 4 < self.by_spi.capacity() {
+                self.by_spi.shrink_to(self.by_spi.len() * 2);
+            }
+        }
         let ids: Vec<u64> = self.sas.keys().copied().collect();
         for id in ids {
             if let Some(o) = self.call(id, |sa, peers, cx| sa.handle_timeout(now, peers, cx)) {
@@ -453,7 +561,8 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sas
             .values()
-            .filter_map(|s| s.sa.next_timeout(&self.peers))
+            .filter_map(|sa| sa.next_timeout(&self.peers))
+            .chain(self.half_open.next_deadline())
             .min()
     }
 }

@@ -239,6 +239,10 @@ pub enum DatagramError {
     /// An IKE_SA_INIT request was turned away (cookie, INVALID_KE, no
     /// proposal); an answer may have been queued.
     Refused,
+    /// A new IKE_SA_INIT request was dropped unanswered by a flood limit
+    /// (blocked source, half-open cap, oversized); see
+    /// [`EndpointStats`](crate::EndpointStats).
+    Limited,
 }
 
 impl fmt::Display for DatagramError {
@@ -252,6 +256,7 @@ impl fmt::Display for DatagramError {
             DatagramError::Fragment(e) => write!(f, "fragment refused: {e}"),
             DatagramError::Unexpected => f.write_str("message not expected in this state"),
             DatagramError::Refused => f.write_str("request refused"),
+            DatagramError::Limited => f.write_str("IKE_SA_INIT dropped by a flood limit"),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! Modules: [`message`] (wire codec), [`proposal`] (algorithm strings and
 //! selection), [`ts`] (traffic selectors on the wire and their narrowing),
 //! [`config`], [`endpoint`] (the state machine's public face, which owns
-//! the IKE SAs), [`events`] (what it reports), [`child`] (a negotiated
+//! the IKE SAs), [`flood`] (IKE_SA_INIT admission: cookies, half-open
+//! limits, the endpoint's counters), [`events`] (what it reports), [`child`] (a negotiated
 //! Child SA and its conversion to `ipsec_core` parameters) and [`crypto`]
 //! (IKE cryptography). The per-SA state machine is private (`sa`); it
 //! depends on `events` and `child`, never on `endpoint`.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod crypto;
 pub mod endpoint;
 pub mod events;
+pub mod flood;
 pub mod message;
 pub mod proposal;
 mod sa;
@@ -33,3 +35,4 @@ pub use events::{
     ApiError, AuthFailure, ChildDeleteReason, DatagramError, DownReason, Event, IkeSaSecrets,
     IkeSaStats, Transmit,
 };
+pub use flood::{CookieMode, EndpointStats, FloodLimits};

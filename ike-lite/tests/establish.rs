@@ -245,7 +245,10 @@ fn invalid_ke_retry_with_requested_group() {
 fn cookie_challenge() {
     let (a, b) = pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16");
     let cb = ike_lite::Config {
-        cookie_threshold: 0,
+        flood: ike_lite::FloodLimits {
+            cookies: ike_lite::CookieMode::Always,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut net = Net::with_configs(Default::default(), a, cb, b);

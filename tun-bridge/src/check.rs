@@ -34,6 +34,9 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Re
                 out.write_all(render_conn(c).as_bytes())?;
                 writeln!(out)?;
             }
+            let flood = loaded.config.setup.flood_limits();
+            out.write_all(config::flood::render(&flood).as_bytes())?;
+            writeln!(out)?;
             for w in &loaded.warnings {
                 writeln!(err, "{w}")?;
             }

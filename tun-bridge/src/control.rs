@@ -185,6 +185,70 @@ pub struct StatusReport {
     pub uptime_secs: u64,
     /// One entry per configured tunnel.
     pub tunnels: Vec<TunnelStatus>,
+    /// Process-wide IKE counters (flood limits, messages received).
+    #[serde(default)]
+    pub ike: IkeStatus,
+}
+
+/// Process-wide IKE counters: ike-lite's `EndpointStats` as a document
+/// (maps keyed by reason and exchange type, ready to become metric labels).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeStatus {
+    /// Half-open responder IKE SAs now.
+    pub half_open: u64,
+    /// Source addresses now at the block threshold.
+    pub blocked_sources: u64,
+    /// COOKIE notifies sent.
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests with a valid cookie.
+    pub cookies_verified: u64,
+    /// Half-open IKE SAs freed by the half-open timeout.
+    pub half_open_expired: u64,
+    /// New IKE_SA_INIT requests dropped, by reason (`blocked_source`,
+    /// `half_open_limit`, `bad_cookie`, `oversized`, `malformed`).
+    pub init_dropped: BTreeMap<String, u64>,
+    /// IKE messages received by exchange type (`ike_sa_init`, `ike_auth`,
+    /// `create_child_sa`, `informational`, `other`).
+    pub received: BTreeMap<String, IkeOutcomes>,
+    /// Datagrams without a usable IKE header.
+    pub received_unparsable: u64,
+}
+
+/// Received IKE messages of one exchange type, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeOutcomes {
+    /// Processed.
+    pub handled: u64,
+    /// Turned away with an answer (cookie, no proposal, ...).
+    pub refused: u64,
+    /// Dropped without effect.
+    pub dropped: u64,
+}
+
+/// The text of the `ike:` section of `status`.
+fn format_ike(o: &mut String, ike: &IkeStatus) {
+    let _ = writeln!(
+        o,
+        "\nike: {} half-open, {} blocked sources, cookies {} sent / {} verified, {} half-open expired",
+        ike.half_open, ike.blocked_sources, ike.cookies_sent, ike.cookies_verified, ike.half_open_expired
+    );
+    let drops: Vec<String> = ike
+        .init_dropped
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(o, "  IKE_SA_INIT dropped: {}", drops.join(", "));
+    let recv: Vec<String> = ike
+        .received
+        .iter()
+        .map(|(k, v)| format!("{k} {}/{}/{}", v.handled, v.refused, v.dropped))
+        .collect();
+    let _ = writeln!(
+        o,
+        "  received (handled/refused/dropped): {}; unparsable {}",
+        recv.join(", "),
+        ike.received_unparsable
+    );
 }
 
 /// Tunnel state.
@@ -728,6 +792,7 @@ pub fn format_status(st: &StatusReport) -> String {
             let _ = writeln!(o, "  last error: {e}");
         }
     }
+    format_ike(&mut o, &st.ike);
     o
 }
 
@@ -765,6 +830,7 @@ mod tests {
                 established_secs: Some(600),
                 last_error: None,
             }],
+            ike: IkeStatus::default(),
         }
     }
 

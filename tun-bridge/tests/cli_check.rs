@@ -284,3 +284,37 @@ fn usage_errors() {
     assert_eq!(run(&["check"]).status.code(), Some(2));
     assert_eq!(run(&["demo", "--config", "x"]).status.code(), Some(2));
 }
+
+#[test]
+fn check_shows_the_flood_limits_and_rejects_bad_ones_at_their_line() {
+    let setup = "config setup\n\tddos-mode=busy\n\tddos-ike-threshold=50\n\tblock_threshold=2\n\
+                 \tmax-halfopen-ike=1000\n\thalf_open_timeout=5s\n";
+    let (code, stdout, stderr) = check("flood-ok", &format!("{setup}{CONN}"), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "config setup (IKE flood limits)\n  \
+             ddos-mode           busy\n  \
+             ddos-ike-threshold  50\n  \
+             cookie_threshold_ip 3\n  \
+             block_threshold     2\n  \
+             max-halfopen-ike    1000\n  \
+             half_open_timeout   5s\n"
+        ),
+        "{stdout}"
+    );
+    // The defaults (strongSwan's) when nothing is set.
+    let (_, stdout, _) = check("flood-default", CONN, &[]);
+    assert!(stdout.contains("  ddos-ike-threshold  30\n"), "{stdout}");
+    assert!(stdout.contains("  half_open_timeout   30s\n"), "{stdout}");
+    let bad = "config setup\n\tddos-mode=sometimes\n\tmax-halfopen-ike=-1\n\thalf_open_timeout=0\n";
+    let (code, stdout, stderr) = check("flood-bad", &format!("{bad}{CONN}"), &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        "ipsec.conf:2: invalid value 'sometimes' for 'ddos-mode': expected auto, busy or unlimited\n\
+         ipsec.conf:3: invalid value '-1' for 'max-halfopen-ike': expected a non-negative 32-bit integer\n\
+         ipsec.conf:4: invalid value '0' for 'half_open_timeout': expected at least 1 second\n\
+         3 error(s)\n"
+    );
+}

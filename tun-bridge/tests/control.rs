@@ -52,6 +52,7 @@ fn report(served: u64) -> StatusReport {
             established_secs: Some(5),
             last_error: None,
         }],
+        ike: Default::default(),
     }
 }
 

@@ -204,25 +204,6 @@ pub(crate) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
     .to_vec()
 }
 
-/// Stateless cookie (RFC 7296 §2.6): prf(secret, Ni | IPi | SPIi).
-pub(crate) fn cookie(secret: &[u8], ni: &[u8], ip: std::net::IpAddr, spi_i: u64) -> Vec<u8> {
-    let mut data = ni.to_vec();
-    match ip {
-        std::net::IpAddr::V4(a) => data.extend_from_slice(&a.octets()),
-        std::net::IpAddr::V6(a) => data.extend_from_slice(&a.octets()),
-    }
-    data.extend_from_slice(&spi_i.to_be_bytes());
-    crypto::prf(PrfId::HMAC_SHA2_256, secret, &data)
-        .map(|v| v.to_vec())
-        .unwrap_or_default()
-}
-
-/// Constant-time equality of two byte strings.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}
-
 /// Random bytes (nonces, fake NAT detection hashes).
 pub(crate) fn random(rng: &mut dyn CryptoRngCore, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];

@@ -54,13 +54,6 @@ pub(crate) struct Datagram<'a> {
     pub bytes: &'a [u8],
 }
 
-/// Whether a new IKE_SA_INIT request must carry a valid cookie
-/// (RFC 7296 §2.6), and the secret cookies are made with.
-pub(crate) struct CookiePolicy<'a> {
-    pub required: bool,
-    pub secret: &'a [u8],
-}
-
 /// Where an SA stands after a call, as far as the endpoint's tables go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -823,13 +816,13 @@ impl IkeSa {
         }
     }
 
-    /// Answers a new IKE_SA_INIT request: a half-open responder SA, or a
-    /// stateless refusal (cookie, INVALID_KE_PAYLOAD, no proposal).
+    /// Answers a new IKE_SA_INIT request that the endpoint admitted (its
+    /// cookie, if one was required, is checked): a half-open responder SA,
+    /// or a stateless refusal (INVALID_KE_PAYLOAD, no proposal).
     pub fn respond_init(
         now: Instant,
         d: &Datagram<'_>,
         peers: &[PeerConfig],
-        cookies: &CookiePolicy<'_>,
         cx: &mut Ctx<'_>,
     ) -> Result<IkeSa, DatagramError> {
         let (h, local, remote, natt) = (d.header, d.local, d.remote, d.natt);
@@ -854,13 +847,6 @@ impl IkeSa {
             stateless_init_reply(d, n, cx);
             Err(DatagramError::Refused)
         };
-        if cookies.required {
-            let expected = glue::cookie(cookies.secret, ni, remote.ip(), h.spi_i);
-            let ok = matches!(p.first(), Some(Payload::Notify(n)) if n.ty == NotifyType::COOKIE && glue::ct_eq(&n.data, &expected));
-            if !ok {
-                return refuse(notify_data(NotifyType::COOKIE, expected), cx);
-            }
-        }
         let candidates: Vec<usize> = (0..peers.len())
             .filter(|&i| peer_matches_addr(&peers[i], local, remote))
             .collect();
@@ -971,7 +957,7 @@ impl IkeSa {
         sa.stats.responses_sent += 1;
         sa.last_resp = Some((0, vec![dgram]));
         sa.next_peer_id = 1;
-        sa.deadline = Some(now + cx.config.half_open_timeout);
+        sa.deadline = Some(now + cx.config.flood.half_open_timeout);
         if sa.nat_local || sa.nat_remote {
             cx.events.push_back(Event::NatDetected {
                 conn: sa.conn,

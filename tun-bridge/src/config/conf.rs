@@ -80,6 +80,13 @@ pub const SETUP_KEYS: &[&str] = &[
     "keep_alive",
     "nhelpers",
     "ikev1-policy",
+    // IKE flood limits (config/flood.rs).
+    "ddos-mode",
+    "ddos-ike-threshold",
+    "cookie_threshold_ip",
+    "block_threshold",
+    "max-halfopen-ike",
+    "half_open_timeout",
 ];
 
 /// Kind of an `ipsec.conf` section.

@@ -72,8 +72,8 @@ pub struct TunnelSettings {
     pub routes: Vec<IpNet>,
 }
 
-/// `config setup` keys, kept as text (tun-bridge interprets none of them
-/// beyond validation).
+/// `config setup` keys, kept as text; tun-bridge interprets only the IKE
+/// flood limits ([`SetupSettings::flood_limits`], `config/flood.rs`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetupSettings {
     /// `(key, value)` in file order.
@@ -325,11 +325,14 @@ fn resolve_setup(raw: &RawConfig, diag: &mut Diagnostics) -> SetupSettings {
             let check = match e.key.as_str() {
                 "uniqueids" => matches!(v, "yes" | "no" | "never" | "replace" | "keep")
                     .then_some(())
-                    .ok_or("expected yes, no, never, replace or keep"),
+                    .ok_or_else(|| "expected yes, no, never, replace or keep".to_string()),
                 "nat_traversal" | "strictcrlpolicy" | "logtime" | "logappend" => {
-                    parse_bool(v).map(|_| ()).map_err(|_| "expected yes or no")
+                    parse_bool(v).map(|_| ())
                 }
-                _ => Ok(()),
+                k => match super::flood::check(k, v) {
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(()),
+                },
             };
             if let Err(r) = check {
                 diag.error(

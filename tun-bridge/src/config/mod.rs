@@ -5,12 +5,14 @@
 //! validated [`EffectiveConn`]s with defaults, `also=`, `%default`) with PSKs
 //! from [`secrets`] and `ike=`/`esp=` parsed into ike-lite proposals by
 //! [`proposals`]. Every stage collects all problems as
-//! [`ConfigError`]s (`file:line: message`) and [`ConfigWarning`]s. Nothing
-//! here touches the network.
+//! [`ConfigError`]s (`file:line: message`) and [`ConfigWarning`]s. The IKE
+//! flood limits of `config setup` are typed by [`flood`]. Nothing here
+//! touches the network.
 
 pub mod conf;
 pub mod effective;
 pub mod error;
+pub mod flood;
 pub mod proposals;
 pub mod secrets;
 pub mod source;

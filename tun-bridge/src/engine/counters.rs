@@ -1,10 +1,10 @@
 //! Process-wide counters the engine keeps for the metrics endpoint: IKE
 //! messages received by exchange type and outcome, sent by exchange type.
 //!
-//! The place for further process counters (e.g. ike-lite's flood
-//! protection: half-open SAs, cookies sent, blocked sources): a field in
-//! [`ProcessCounters`], filled by `Engine::process_counters`, and a family
-//! in `crate::metrics::families`.
+//! ike-lite's flood protection counters (half-open SAs, cookies, blocked
+//! sources, dropped IKE_SA_INIT requests) come along as `flood`. A further
+//! process counter is a field in [`ProcessCounters`], filled by
+//! `Engine::process_counters`, and a family in `crate::metrics::families`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +22,8 @@ pub struct ProcessCounters {
     /// IKE messages sent (requests, responses, retransmissions), by
     /// exchange label value.
     pub ike_sent: BTreeMap<&'static str, u64>,
+    /// The IKE endpoint's flood-protection counters.
+    pub flood: ike_lite::EndpointStats,
 }
 
 /// The engine's running counts (cheap to update per IKE message).

@@ -380,6 +380,12 @@ impl Engine {
         self.process(now);
     }
 
+    /// The IKE endpoint's process-wide counters (half-open SAs, cookies,
+    /// flood-limit drops, messages received).
+    pub fn ike_stats(&self) -> ike_lite::EndpointStats {
+        self.ike.endpoint_stats()
+    }
+
     /// When [`Engine::handle_timeout`] should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.tunnels

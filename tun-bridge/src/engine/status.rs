@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::counters::ProcessCounters;
 use super::{Engine, TunnelId};
-use crate::control::{StatusReport, TunnelRole, TunnelStatus};
+use crate::control::{IkeOutcomes, IkeStatus, StatusReport, TunnelRole, TunnelStatus};
 
 /// A tunnel's data-path counters (the shell reads them from the data path).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,6 +30,7 @@ impl Engine {
             ike_sas: self.ike.ike_sa_count() as u64,
             ike_received: self.ike_counters.received.clone(),
             ike_sent: self.ike_counters.sent.clone(),
+            flood: self.ike.endpoint_stats(),
         }
     }
 
@@ -84,6 +85,102 @@ impl Engine {
             pid: std::process::id(),
             uptime_secs: now.saturating_duration_since(self.started).as_secs(),
             tunnels,
+            ike: ike_status(&self.ike.endpoint_stats()),
         }
+    }
+}
+
+/// The `ike` section of the status document from the endpoint's counters.
+pub fn ike_status(s: &ike_lite::EndpointStats) -> IkeStatus {
+    let d = &s.init_dropped;
+    let init_dropped = [
+        ("blocked_source", d.blocked_source),
+        ("half_open_limit", d.half_open_limit),
+        ("bad_cookie", d.bad_cookie),
+        ("oversized", d.oversized),
+        ("malformed", d.malformed),
+    ];
+    let r = &s.received;
+    let received = [
+        ("ike_sa_init", r.ike_sa_init),
+        ("ike_auth", r.ike_auth),
+        ("create_child_sa", r.create_child_sa),
+        ("informational", r.informational),
+        ("other", r.other),
+    ];
+    IkeStatus {
+        half_open: s.half_open,
+        blocked_sources: s.blocked_sources,
+        cookies_sent: s.cookies_sent,
+        cookies_verified: s.cookies_verified,
+        half_open_expired: s.half_open_expired,
+        init_dropped: init_dropped
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        received: received
+            .into_iter()
+            .map(|(k, o)| {
+                let o = IkeOutcomes {
+                    handled: o.handled,
+                    refused: o.refused,
+                    dropped: o.dropped,
+                };
+                (k.to_string(), o)
+            })
+            .collect(),
+        received_unparsable: r.unparsable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ike_section_carries_every_counter() {
+        let mut s = ike_lite::EndpointStats {
+            half_open: 7,
+            blocked_sources: 2,
+            cookies_sent: 1000,
+            cookies_verified: 3,
+            half_open_expired: 9,
+            ..Default::default()
+        };
+        s.init_dropped.blocked_source = 4;
+        s.init_dropped.bad_cookie = 1;
+        s.received.ike_sa_init.refused = 1000;
+        s.received.ike_auth.handled = 3;
+        s.received.unparsable = 5;
+        let i = ike_status(&s);
+        assert_eq!(
+            (
+                i.half_open,
+                i.blocked_sources,
+                i.cookies_sent,
+                i.cookies_verified
+            ),
+            (7, 2, 1000, 3)
+        );
+        assert_eq!(i.half_open_expired, 9);
+        assert_eq!(i.init_dropped["blocked_source"], 4);
+        assert_eq!(i.init_dropped["bad_cookie"], 1);
+        assert_eq!(i.init_dropped.len(), 5);
+        assert_eq!(i.received["ike_sa_init"].refused, 1000);
+        assert_eq!(i.received["ike_auth"].handled, 3);
+        assert_eq!(i.received_unparsable, 5);
+        let text = crate::control::format_status(&crate::control::StatusReport {
+            version: "t".into(),
+            pid: 1,
+            uptime_secs: 0,
+            tunnels: Vec::new(),
+            ike: i,
+        });
+        assert!(
+            text.contains("ike: 7 half-open, 2 blocked sources, cookies 1000 sent / 3 verified"),
+            "{text}"
+        );
+        assert!(text.contains("blocked_source 4"), "{text}");
+        assert!(text.contains("ike_sa_init 0/1000/0"), "{text}");
     }
 }

@@ -195,6 +195,70 @@ pub fn families(status: &StatusReport, process: &ProcessCounters) -> Vec<Family>
             value: *n as f64,
         });
     }
+    let f = &process.flood;
+    let mut half_open = family(
+        "tun_bridge_ike_half_open_sas",
+        "Half-open responder IKE SAs (IKE_SA_INIT answered, IKE_AUTH not done).",
+        Gauge,
+    );
+    half_open.samples.push(Sample {
+        labels: vec![],
+        value: f.half_open as f64,
+    });
+    let mut blocked = family(
+        "tun_bridge_ike_blocked_sources",
+        "Source addresses at block_threshold half-open SAs (their IKE_SA_INIT is ignored).",
+        Gauge,
+    );
+    blocked.samples.push(Sample {
+        labels: vec![],
+        value: f.blocked_sources as f64,
+    });
+    let mut cookies = family(
+        "tun_bridge_ike_cookies_sent_total",
+        "COOKIE notifies sent in answer to IKE_SA_INIT.",
+        Counter,
+    );
+    cookies.samples.push(Sample {
+        labels: vec![],
+        value: f.cookies_sent as f64,
+    });
+    let mut verified = family(
+        "tun_bridge_ike_cookies_verified_total",
+        "IKE_SA_INIT requests that returned a valid cookie.",
+        Counter,
+    );
+    verified.samples.push(Sample {
+        labels: vec![],
+        value: f.cookies_verified as f64,
+    });
+    let mut init_drops = family(
+        "tun_bridge_ike_sa_init_dropped_total",
+        "New IKE_SA_INIT requests dropped before any work, by reason.",
+        Counter,
+    );
+    let d = &f.init_dropped;
+    for (reason, n) in [
+        ("blocked_source", d.blocked_source),
+        ("half_open_limit", d.half_open_limit),
+        ("bad_cookie", d.bad_cookie),
+        ("oversized", d.oversized),
+        ("malformed", d.malformed),
+    ] {
+        init_drops.samples.push(Sample {
+            labels: vec![("reason", reason.to_string())],
+            value: n as f64,
+        });
+    }
+    let mut expired = family(
+        "tun_bridge_ike_half_open_expired_total",
+        "Half-open IKE SAs freed by half_open_timeout.",
+        Counter,
+    );
+    expired.samples.push(Sample {
+        labels: vec![],
+        value: f.half_open_expired as f64,
+    });
     vec![
         up,
         active,
@@ -212,6 +276,12 @@ pub fn families(status: &StatusReport, process: &ProcessCounters) -> Vec<Family>
         ike_sas,
         ike_rx,
         ike_tx,
+        half_open,
+        blocked,
+        cookies,
+        verified,
+        init_drops,
+        expired,
     ]
 }
 
@@ -304,6 +374,7 @@ mod tests {
                 tunnel("aws-1", TunnelState::Established),
                 tunnel("we\"ird\\na\nme", TunnelState::Down),
             ],
+            ike: Default::default(),
         };
         let mut p = ProcessCounters {
             ike_sas: 1,
@@ -311,6 +382,9 @@ mod tests {
         };
         p.ike_received.insert(("ike_sa_init", "accepted"), 3);
         p.ike_sent.insert("informational", 2);
+        p.flood.half_open = 4;
+        p.flood.cookies_sent = 11;
+        p.flood.init_dropped.blocked_source = 6;
         let t = exposition(&st, &p);
         for line in [
             "# HELP tun_bridge_tunnel_up 1 when the tunnel has an established IKE and Child SA (AWS TunnelState), else 0.",
@@ -324,6 +398,11 @@ mod tests {
             "tun_bridge_tunnel_dpd_failures_total{conn=\"aws-1\"} 5",
             "tun_bridge_ike_messages_received_total{exchange=\"ike_sa_init\",outcome=\"accepted\"} 3",
             "tun_bridge_ike_messages_sent_total{exchange=\"informational\"} 2",
+            "# TYPE tun_bridge_ike_half_open_sas gauge",
+            "tun_bridge_ike_half_open_sas 4",
+            "tun_bridge_ike_cookies_sent_total 11",
+            "tun_bridge_ike_sa_init_dropped_total{reason=\"blocked_source\"} 6",
+            "tun_bridge_ike_sa_init_dropped_total{reason=\"bad_cookie\"} 0",
             "tun_bridge_uptime_seconds 9",
             "tun_bridge_build_info{version=\"0.1.0\"} 1",
         ] {

@@ -44,6 +44,9 @@ pub struct Planned {
     pub groups: Vec<Vec<usize>>,
     /// The configuration's warnings (`file:line: ...`).
     pub warnings: Vec<String>,
+    /// `config setup`'s IKE flood limits (applied at start; a reload does
+    /// not change them).
+    pub flood: ike_lite::FloodLimits,
 }
 
 /// Loads, validates and plans `src` (a configuration error never touches
@@ -79,6 +82,7 @@ pub fn load_plans(src: &ConfigSource) -> Result<Planned, Error> {
         plans,
         groups,
         warnings: loaded.warnings.iter().map(|w| w.to_string()).collect(),
+        flood: cfg.setup.flood_limits(),
     })
 }
 
@@ -95,6 +99,7 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
         plans,
         groups,
         warnings,
+        flood,
     } = load_plans(&source)?;
     for w in &warnings {
         eprintln!("{w}");
@@ -116,6 +121,7 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
         failback: args.failback,
         ike: ike_lite::Config {
             export_ike_keys: keylog.is_some(),
+            flood,
             ..ike_lite::Config::default()
         },
         ike_rng: Box::new(rand_core::OsRng),

@@ -132,7 +132,13 @@ pub struct Shell {
     /// Cached earliest data-path lifetime (recomputed when SAs change or
     /// it passed).
     plane_at: Option<Instant>,
+    /// Most half-open IKE SAs since the heap was last trimmed.
+    half_open_high: u64,
 }
+
+/// A flood left at least this many half-open IKE SAs before the heap is
+/// trimmed once most of them are gone.
+const TRIM_AFTER_HALF_OPEN: u64 = 256;
 
 impl Shell {
     /// Opens sockets and TUN devices for `plans` (in this network
@@ -180,9 +186,25 @@ impl Shell {
             source: opts.source,
             metrics,
             plane_at: None,
+            half_open_high: 0,
         };
         shell.execute(now)?;
         Ok(shell)
+    }
+
+    /// Gives the heap of a flood's half-open IKE SAs back to the kernel
+    /// once at most a quarter of them are left (glibc keeps freed pages).
+    fn trim_after_flood(&mut self) {
+        let now = self.engine.ike_stats().half_open;
+        self.half_open_high = self.half_open_high.max(now);
+        if self.half_open_high >= TRIM_AFTER_HALF_OPEN && now <= self.half_open_high / 4 {
+            let released = crate::sys::heap::release_free_memory();
+            debug!(
+                high = self.half_open_high,
+                now, released, "heap trimmed after half-open IKE SAs went"
+            );
+            self.half_open_high = now;
+        }
     }
 
     /// Runs the loop until SIGTERM/SIGINT, then shuts down cleanly.
@@ -266,6 +288,7 @@ impl Shell {
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);
             }
+            self.trim_after_flood();
             if self.plane_at.is_some_and(|t| t <= now) {
                 self.plane.handle_timeout(now);
                 self.plane_at = self.plane.next_timeout();

@@ -48,6 +48,8 @@ impl Shell {
             mut plans,
             groups,
             warnings,
+            // IKE flood limits are applied at start only (README).
+            flood: _,
         } = runtime::load_plans(source).map_err(|e| e.to_string())?;
         for w in &warnings {
             warn!("reload: {w}");

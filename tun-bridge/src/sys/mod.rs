@@ -9,12 +9,14 @@
 //! * [`udp`]: IKE/NAT-T UDP sockets with `IP_PKTINFO`, raw ESP sockets.
 //! * [`poll`]: epoll readiness, signalfd.
 //! * [`cred`]: effective uid, `SO_PEERCRED` of Unix socket peers.
+//! * [`heap`]: returning freed heap to the kernel (`malloc_trim`).
 //!
 //! All I/O is non-blocking and works on caller-owned buffers: a receive
 //! reports `Ok(None)` when it would block, nothing allocates per packet.
 //! `unsafe` is confined to small, commented FFI blocks.
 
 pub mod cred;
+pub mod heap;
 pub mod netlink;
 pub mod poll;
 pub mod tun;
