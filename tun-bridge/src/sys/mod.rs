@@ -9,6 +9,7 @@
 //! * [`udp`]: IKE/NAT-T UDP sockets with `IP_PKTINFO`, raw ESP sockets.
 //! * [`poll`]: epoll readiness, signalfd.
 //! * [`cred`]: effective uid, `SO_PEERCRED` of Unix socket peers.
+//! * [`stdio`]: what stderr is (for journald detection).
 //!
 //! All I/O is non-blocking and works on caller-owned buffers: a receive
 //! reports `Ok(None)` when it would block, nothing allocates per packet.
@@ -17,6 +18,7 @@
 pub mod cred;
 pub mod netlink;
 pub mod poll;
+pub mod stdio;
 pub mod tun;
 pub mod udp;
 
