@@ -20,10 +20,11 @@ fn exit(r: io::Result<bool>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(match &cli.command {
+    let log_format = match &cli.command {
         Command::Up(a) => a.log_format,
         _ => logging::LogFormat::Text,
-    });
+    };
+    logging::init(log_format);
     let result = match cli.command {
         Command::Check(a) => return exit(check::run(&a, &mut io::stdout(), &mut io::stderr())),
         Command::Doctor(_) => return exit(doctor::run(&mut io::stdout())),
@@ -37,7 +38,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tun-bridge: {e}");
+            if log_format == logging::LogFormat::Json {
+                // Every stderr line stays a JSON object.
+                tracing::error!("tun-bridge: {e}");
+            } else {
+                eprintln!("tun-bridge: {e}");
+            }
             ExitCode::from(1)
         }
     }

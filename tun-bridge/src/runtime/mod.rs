@@ -97,7 +97,7 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
         warnings,
     } = load_plans(&source)?;
     for w in &warnings {
-        eprintln!("{w}");
+        tracing::warn!("{w}");
     }
     let keylog = match &args.log_keys {
         Some(p) => {
