@@ -11,11 +11,13 @@
 //! `timestamp` field: a consumer of the objects needs it.
 //!
 //! The decisions are pure functions ([`journal_stream`], [`LogStyle::choose`]);
-//! [`init`] reads the environment and installs the subscriber.
+//! [`init`] reads the environment and installs the [`subscriber`].
 
 use std::ffi::OsStr;
 use std::io::{self, IsTerminal};
 
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// `--log-format`.
@@ -90,20 +92,35 @@ pub fn init(format: LogFormat) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let style = LogStyle::choose(format, journal, io::stderr().is_terminal(), no_color);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _already_set = subscriber(style, filter, io::stderr).try_init();
+}
+
+/// The subscriber of `style` and `filter` writing to `writer` (stderr for
+/// the binary; a buffer in tests, which then read what `up` would write).
+pub fn subscriber<W>(
+    style: LogStyle,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
+        .with_writer(writer)
         .with_ansi(style.ansi);
-    let _already_set = match (style.format, style.timestamps) {
-        (LogFormat::Json, _) => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-        (LogFormat::Text, true) => builder.try_init(),
-        (LogFormat::Text, false) => builder.without_time().try_init(),
-    };
+    match (style.format, style.timestamps) {
+        (LogFormat::Json, _) => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .finish(),
+        ),
+        (LogFormat::Text, true) => Box::new(builder.finish()),
+        (LogFormat::Text, false) => Box::new(builder.without_time().finish()),
+    }
 }
 
 #[cfg(test)]
