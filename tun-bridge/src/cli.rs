@@ -68,6 +68,11 @@ pub struct UpArgs {
     /// given; e.g. 127.0.0.1:9477: the endpoint has no authentication).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Log line format on stderr: `text`, or `json` (one object per line
+    /// with timestamp, level, target, message and the event's fields).
+    /// Under journald the text format leaves out its own timestamp.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// `tun-bridge status`.

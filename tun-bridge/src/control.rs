@@ -314,6 +314,13 @@ pub struct TunnelStatus {
     pub ike_algorithms: Option<String>,
     /// Negotiated ESP algorithms.
     pub esp_algorithms: Option<String>,
+    /// Initiator SPI of the established IKE SA, `0x` and 16 hex digits (a
+    /// string: JSON readers that use doubles would round a 64-bit number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike_spi_i: Option<String>,
+    /// Responder SPI of the established IKE SA, like `ike_spi_i`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike_spi_r: Option<String>,
     /// Inbound SPI of the current CHILD SA.
     pub spi_in: Option<u32>,
     /// Outbound SPI.
@@ -762,6 +769,9 @@ pub fn format_status(st: &StatusReport) -> String {
         let _ = writeln!(o, "  state: {}", t.state);
         let _ = writeln!(o, "  endpoints: {} -> {}", t.local_addr, t.remote_addr);
         let _ = writeln!(o, "  ike: {}", t.ike_algorithms.as_deref().unwrap_or("-"));
+        if let (Some(i), Some(r)) = (&t.ike_spi_i, &t.ike_spi_r) {
+            let _ = writeln!(o, "  ike spi: i {i}  r {r}");
+        }
         let _ = writeln!(o, "  esp: {}", t.esp_algorithms.as_deref().unwrap_or("-"));
         let spi = |s: Option<u32>| s.map_or_else(|| "-".to_string(), |v| format!("0x{v:08x}"));
         let _ = writeln!(o, "  spi: in {}  out {}", spi(t.spi_in), spi(t.spi_out));
@@ -813,6 +823,8 @@ mod tests {
                 remote_addr: "198.51.100.1".parse().unwrap(),
                 ike_algorithms: Some("AES_GCM_16-128/PRF_HMAC_SHA2_256/MODP_2048".into()),
                 esp_algorithms: Some("AES_GCM_16-128".into()),
+                ike_spi_i: Some("0x0123456789abcdef".into()),
+                ike_spi_r: Some("0xfedcba9876543210".into()),
                 spi_in: Some(0xc123_4567),
                 spi_out: Some(0x89ab_cdef),
                 bytes_in: 1_258_291,
@@ -885,6 +897,7 @@ mod tests {
             r#""state":"established""#,
             r#""role":"active""#,
             r#""spi_in":3240314215"#,
+            r#""ike_spi_i":"0x0123456789abcdef""#,
             r#""drops":{"auth":1,"replay":3}"#,
             r#""next_rekey_secs":3480"#,
         ] {
@@ -934,6 +947,10 @@ mod tests {
         assert!(t.contains("tunnel: aws-1 (active)"));
         assert!(t.contains("endpoints: 198.51.100.2 -> 198.51.100.1"));
         assert!(t.contains("spi: in 0xc1234567  out 0x89abcdef"));
+        assert!(
+            t.contains("ike spi: i 0x0123456789abcdef  r 0xfedcba9876543210"),
+            "{t}"
+        );
         assert!(
             t.contains("transfer: 1.20 MiB received (1234 packets), 3.40 KiB sent (12 packets)"),
             "{t}"

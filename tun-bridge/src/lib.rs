@@ -9,7 +9,8 @@
 //! ICMP too-big, offloads, the TUN <-> ESP path), [`sys`] (system calls:
 //! TUN, netlink, sockets, epoll, signals, credentials), [`control`] (the
 //! control socket: status, initiate, terminate, reload), [`metrics`] (the
-//! Prometheus exposition, pure) and `demo` (the namespace demo, with the
+//! Prometheus exposition, pure), [`logging`] (`--log-format`, journald
+//! detection, the `tracing` subscriber) and `demo` (the namespace demo, with the
 //! `demo` cargo feature, on by default).
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod dataplane;
 pub mod demo;
 pub mod doctor;
 pub mod engine;
+pub mod logging;
 pub mod metrics;
 pub mod packet;
 pub mod runtime;

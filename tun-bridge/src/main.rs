@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tun_bridge::cli::{Cli, Command};
-use tun_bridge::{check, doctor, runtime};
+use tun_bridge::{check, doctor, logging, runtime};
 
 fn exit(r: io::Result<bool>) -> ExitCode {
     match r {
@@ -20,13 +20,11 @@ fn exit(r: io::Result<bool>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(io::stderr)
-        .init();
+    let log_format = match &cli.command {
+        Command::Up(a) => a.log_format,
+        _ => logging::LogFormat::Text,
+    };
+    logging::init(log_format);
     let result = match cli.command {
         Command::Check(a) => return exit(check::run(&a, &mut io::stdout(), &mut io::stderr())),
         Command::Doctor(_) => return exit(doctor::run(&mut io::stdout())),
@@ -40,7 +38,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tun-bridge: {e}");
+            if log_format == logging::LogFormat::Json {
+                // Every stderr line stays a JSON object.
+                tracing::error!("tun-bridge: {e}");
+            } else {
+                eprintln!("tun-bridge: {e}");
+            }
             ExitCode::from(1)
         }
     }

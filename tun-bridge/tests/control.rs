@@ -37,6 +37,8 @@ fn report(served: u64) -> StatusReport {
             remote_addr: "192.0.2.2".parse().unwrap(),
             ike_algorithms: Some("AES_GCM_16-128/PRF_HMAC_SHA2_256/MODP_2048".into()),
             esp_algorithms: Some("AES_GCM_16-128".into()),
+            ike_spi_i: Some("0x0000000000000001".into()),
+            ike_spi_r: Some("0xffffffffffffffff".into()),
             spi_in: Some(1),
             spi_out: Some(0xffff_ffff),
             bytes_in: 10,

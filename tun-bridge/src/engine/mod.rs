@@ -16,10 +16,12 @@
 //! * [`status`]: the status report.
 //! * [`counters`]: process-wide IKE message counters (for metrics).
 //! * [`reload`]: what a new configuration means for the running tunnels.
+//! * `log`: the log line of each tunnel event, with the same field names.
 
 pub mod counters;
 pub mod failover;
 pub mod lifecycle;
+mod log;
 pub mod reload;
 pub mod status;
 mod tunnel;
@@ -34,6 +36,7 @@ use ike_lite::{
 use ipsec_core::datapath::Direction;
 use ipsec_core::sa::{Expiry, SaParams};
 use ipsec_core::selector::TrafficSelector;
+use log::{tunnel_event, EspSpi, IkeSpi};
 use rand_core::{CryptoRngCore, RngCore};
 use tracing::{debug, info, warn};
 
@@ -280,7 +283,7 @@ impl Engine {
                 let Some(t) = self.tunnels.get_mut(index(tunnel)) else {
                     return;
                 };
-                debug!(conn = %t.plan.name, "acquire: traffic without SA");
+                tunnel_event!(debug, t, "acquire: traffic without SA");
                 if t.parked == Some(Parked::OnTraffic) {
                     t.parked = None;
                 }
@@ -299,7 +302,21 @@ impl Engine {
                     Direction::Inbound => Some(spi),
                     Direction::Outbound => t.child_by_out(spi).map(|c| c.spi_in),
                 };
-                info!(conn = %t.plan.name, spi = format_args!("{spi:08x}"), ?direction, ?kind, "SA lifetime reached");
+                let (what, reason) = match kind {
+                    Expiry::Soft => ("Child SA lifetime reached: rekeying", "soft_lifetime"),
+                    Expiry::Hard => ("Child SA lifetime reached: deleting", "hard_lifetime"),
+                };
+                match (direction, spi_in) {
+                    (Direction::Inbound, _) => {
+                        tunnel_event!(info, t, spi_in = %EspSpi(spi), reason, "{what}")
+                    }
+                    (Direction::Outbound, Some(spi_in)) => tunnel_event!(
+                        info, t, spi_in = %EspSpi(spi_in), spi_out = %EspSpi(spi), reason, "{what}"
+                    ),
+                    (Direction::Outbound, None) => {
+                        tunnel_event!(info, t, spi_out = %EspSpi(spi), reason, "{what}")
+                    }
+                }
                 if let Some(spi_in) = spi_in {
                     let conn = t.conn;
                     let r = match kind {
@@ -307,7 +324,7 @@ impl Engine {
                         Expiry::Hard => self.ike.delete_child(now, conn, spi_in),
                     };
                     if let Err(e) = r {
-                        debug!("lifetime action: {e}");
+                        tunnel_event!(debug, t, spi_in = %EspSpi(spi_in), reason = %e, "lifetime action not carried out");
                     }
                 }
             }
@@ -455,9 +472,9 @@ impl Engine {
             Ok(()) => {
                 t.connecting = true;
                 t.attempts += 1;
-                info!(conn = %t.plan.name, attempt = t.attempts, "initiating IKE SA");
+                tunnel_event!(info, t, attempt = t.attempts, "initiating IKE SA");
             }
-            Err(e) => warn!(conn = %t.plan.name, "initiate failed: {e}"),
+            Err(e) => tunnel_event!(warn, t, reason = %e, "initiate failed: {e}"),
         }
     }
 
@@ -523,10 +540,12 @@ impl Engine {
                 spi_r,
                 initiator,
                 udp_encap,
+                algorithms,
                 ..
             } => {
                 let t = &mut self.tunnels[i];
                 t.ike_up = true;
+                t.ike_spis = Some((spi_i, spi_r));
                 t.established_at.get_or_insert(now);
                 t.connecting = false;
                 t.peer_dead = false;
@@ -534,18 +553,17 @@ impl Engine {
                 t.retry_at = None;
                 t.last_error = None;
                 t.repeated_errors = 0;
-                info!(
-                    conn = %t.plan.name, spi_i = format_args!("{spi_i:016x}"),
-                    spi_r = format_args!("{spi_r:016x}"), initiator, natt = udp_encap,
+                tunnel_event!(
+                    info, t, initiator, natt = udp_encap, ike = %algorithms.name(),
                     "IKE SA established"
                 );
             }
             IkeEvent::IkeSaRekeyed { old, new, .. } => {
-                self.tunnels[i].ike_rekeys += 1;
-                info!(
-                    conn = %self.tunnels[i].plan.name,
-                    old = format_args!("{:016x}/{:016x}", old.0, old.1),
-                    new = format_args!("{:016x}/{:016x}", new.0, new.1),
+                let t = &mut self.tunnels[i];
+                t.ike_rekeys += 1;
+                t.ike_spis = Some(new);
+                tunnel_event!(
+                    info, t, old_ike_spi_i = %IkeSpi(old.0), old_ike_spi_r = %IkeSpi(old.1),
                     "IKE SA rekeyed"
                 );
             }
@@ -584,15 +602,24 @@ impl Engine {
                         spi_out: t.current.map(|c| c.spi_out),
                     }));
                 }
-                info!(
-                    conn = %t.plan.name, spi_in = format_args!("{spi_in:08x}"),
-                    spi_out = format_args!("{spi_out:08x}"), ?reason, "child SA deleted"
+                tunnel_event!(
+                    info, t, spi_in = %EspSpi(spi_in), spi_out = %EspSpi(spi_out),
+                    reason = %log::child_delete_reason(reason), "Child SA deleted"
                 );
             }
             IkeEvent::ChildSaFailed { notify, .. } => {
                 let t = &mut self.tunnels[i];
+                let reason = format!("refused_{}", log::snake(&format!("{notify:?}")));
                 if t.fail(format!("child SA refused: {notify:?}")) {
-                    warn!(conn = %t.plan.name, ?notify, "child SA negotiation failed");
+                    tunnel_event!(warn, t, reason, "Child SA negotiation failed: {notify:?}");
+                } else {
+                    tunnel_event!(
+                        debug,
+                        t,
+                        reason,
+                        repeats = t.repeated_errors,
+                        "Child SA negotiation failed again"
+                    );
                 }
             }
             IkeEvent::AuthenticationFailed { reason, .. } => {
@@ -611,10 +638,17 @@ impl Engine {
                     _ => "authentication failed",
                 };
                 let first = t.fail(format!("authentication failed: {what}"));
+                let reason = log::auth_failure(reason);
                 if first {
-                    warn!(conn = %t.plan.name, ?reason, "authentication failed: {what}");
+                    tunnel_event!(warn, t, reason, "authentication failed: {what}");
                 } else {
-                    debug!(conn = %t.plan.name, ?reason, repeats = t.repeated_errors, "authentication failed again");
+                    tunnel_event!(
+                        debug,
+                        t,
+                        reason,
+                        repeats = t.repeated_errors,
+                        "authentication failed again"
+                    );
                 }
             }
             IkeEvent::PeerDead { .. } => {
@@ -623,7 +657,10 @@ impl Engine {
                 if t.ike_up {
                     t.dpd_failures += 1;
                     t.fail("peer dead (DPD: no answer)".into());
-                    warn!(conn = %t.plan.name, action = %t.plan.dpd_action, "peer dead (no answer)");
+                    tunnel_event!(
+                        warn, t, reason = "no_answer", action = %t.plan.dpd_action,
+                        "DPD: peer dead (no answer to DPD or retransmissions)"
+                    );
                 }
             }
             IkeEvent::NatDetected {
@@ -631,8 +668,11 @@ impl Engine {
                 remote_behind_nat,
                 ..
             } => {
-                info!(
-                    conn = %self.tunnels[i].plan.name, local_behind_nat, remote_behind_nat,
+                tunnel_event!(
+                    info,
+                    &self.tunnels[i],
+                    local_behind_nat,
+                    remote_behind_nat,
                     "NAT detected: using UDP encapsulation"
                 );
             }
@@ -649,7 +689,10 @@ impl Engine {
             Ok(p) => p,
             Err(e) => {
                 t.fail(format!("cannot install child SA: {e}"));
-                warn!(conn = %t.plan.name, "cannot install child SA: {e}");
+                tunnel_event!(
+                    warn, t, spi_in = %EspSpi(c.spi_in), spi_out = %EspSpi(c.spi_out),
+                    reason = "unusable_parameters", "cannot install Child SA: {e}"
+                );
                 return;
             }
         };
@@ -675,19 +718,24 @@ impl Engine {
         }
         t.remote_seen = Some(c.remote.ip());
         t.peer_dead = false;
-        info!(
-            conn = %t.plan.name, spi_in = format_args!("{:08x}", c.spi_in),
-            spi_out = format_args!("{:08x}", c.spi_out), esp = c.suite.name(),
-            encap = c.udp_encap, peer = %c.remote,
-            rekey_of = ?c.rekey_of.map(|s| format!("{s:08x}")),
-            "child SA established"
-        );
+        let (spi_in, spi_out) = (EspSpi(c.spi_in), EspSpi(c.spi_out));
+        match c.rekey_of {
+            None => tunnel_event!(
+                info, t, spi_in = %spi_in, spi_out = %spi_out, esp = c.suite.name(),
+                encap = c.udp_encap, "Child SA installed"
+            ),
+            Some(old) => tunnel_event!(
+                info, t, spi_in = %spi_in, spi_out = %spi_out, esp = c.suite.name(),
+                encap = c.udp_encap, rekey_of_spi_in = %EspSpi(old),
+                "Child SA installed (rekey: inbound now, outbound at the switch)"
+            ),
+        }
     }
 
     fn switch_outbound(&mut self, now: Instant, i: usize, old_spi_out: u32, new_spi_out: u32) {
         let t = &mut self.tunnels[i];
         let Some(k) = t.pending.iter().position(|c| c.spi_out == new_spi_out) else {
-            warn!(conn = %t.plan.name, spi_out = format_args!("{new_spi_out:08x}"), "switch to unknown child SA");
+            tunnel_event!(warn, t, spi_out = %EspSpi(new_spi_out), "outbound switch to an unknown Child SA");
             return;
         };
         let c = t.pending.remove(k);
@@ -699,19 +747,23 @@ impl Engine {
             tunnel: t.id,
             spi_out: Some(new_spi_out),
         }));
-        info!(
-            conn = %t.plan.name, old_spi_out = format_args!("{old_spi_out:08x}"),
-            new_spi_out = format_args!("{new_spi_out:08x}"),
-            "outbound switched to rekeyed child SA"
+        tunnel_event!(
+            info, t, spi_in = %EspSpi(c.spi_in), spi_out = %EspSpi(c.spi_out),
+            old_spi_out = %EspSpi(old_spi_out), "Child SA rekeyed: outbound switched to it"
         );
     }
 
     fn ike_down(&mut self, now: Instant, i: usize, reason: DownReason) {
         let t = &mut self.tunnels[i];
-        if self.ike.ike_spis(t.conn).is_some() {
+        let reason_field = log::down_reason(reason);
+        if let Some(remaining) = self.ike.ike_spis(t.conn) {
             // A duplicate or replacement IKE SA of this connection is still
             // established: its Child SAs keep the tunnel up.
-            info!(conn = %t.plan.name, ?reason, "IKE SA down (another IKE SA of the connection remains)");
+            t.ike_spis = Some(remaining);
+            tunnel_event!(
+                info, t, reason = %reason_field,
+                "an IKE SA of the connection went down; the tunnel stays on this one"
+            );
             return;
         }
         // Child SAs are reported deleted first; remove anything left.
@@ -721,7 +773,10 @@ impl Engine {
         t.ike_up = false;
         t.established_at = None;
         t.connecting = false;
-        info!(conn = %t.plan.name, ?reason, "IKE SA down");
+        if was_up {
+            tunnel_event!(info, t, reason = %reason_field, "IKE SA down");
+        }
+        t.ike_spis = None;
         if !was_up {
             let msg = match reason {
                 DownReason::Timeout => "no answer from the peer".to_string(),
@@ -729,13 +784,18 @@ impl Engine {
                 DownReason::Protocol => "the peer's answer was unusable".to_string(),
                 _ => format!("IKE SA failed: {reason:?}"),
             };
-            if reason != DownReason::AuthFailed && t.fail(msg.clone()) {
-                warn!(conn = %t.plan.name, "connection attempt failed: {msg}");
+            // An authentication failure was logged as such.
+            if reason != DownReason::AuthFailed {
+                if t.fail(msg.clone()) {
+                    tunnel_event!(warn, t, reason = %reason_field, "connection attempt failed: {msg}");
+                } else {
+                    tunnel_event!(debug, t, reason = %reason_field, repeats = t.repeated_errors, "connection attempt failed again");
+                }
             }
         }
         if std::mem::take(&mut t.restart_on_down) && self.shutdown_at.is_none() {
             // A reload changed settings that need a new IKE SA.
-            info!(conn = %t.plan.name, mode = ?t.plan.start, "restarting with the reloaded settings");
+            tunnel_event!(info, t, mode = ?t.plan.start, reason = "reload", "restarting with the reloaded settings");
             if t.plan.start == StartMode::Initiate {
                 self.initiate(now, i);
             }
@@ -748,7 +808,11 @@ impl Engine {
             Restart::Never => {}
             Restart::OnTraffic => {
                 t.parked = Some(Parked::OnTraffic);
-                info!(conn = %t.plan.name, "dpdaction=hold: waiting for traffic to re-initiate");
+                tunnel_event!(
+                    info,
+                    t,
+                    "dpdaction=hold: waiting for traffic to re-initiate"
+                );
             }
             Restart::GiveUp => {
                 t.parked = Some(Parked::GaveUp);
@@ -756,14 +820,25 @@ impl Engine {
                     "gave up after {} attempts (keyingtries)",
                     t.attempts
                 ));
-                warn!(conn = %t.plan.name, attempts = t.attempts, "giving up (keyingtries reached)");
+                tunnel_event!(
+                    warn,
+                    t,
+                    attempts = t.attempts,
+                    reason = "keyingtries",
+                    "giving up (keyingtries reached)"
+                );
             }
             Restart::After => {
                 let initiator = t.plan.start == StartMode::Initiate;
                 let random = (self.rng.next_u32() as f64) / (u32::MAX as f64 + 1.0);
                 let delay = lifecycle::backoff(t.attempts, initiator, random);
                 t.retry_at = Some(now + delay);
-                info!(conn = %t.plan.name, in_ms = delay.as_millis() as u64, "will re-initiate");
+                tunnel_event!(
+                    info,
+                    t,
+                    in_ms = delay.as_millis() as u64,
+                    "will re-initiate"
+                );
             }
         }
     }

@@ -20,9 +20,9 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use subtle::ConstantTimeEq;
-use tracing::{info, warn};
 
 use super::failover::Group;
+use super::log::{snake, tunnel_event};
 use super::tunnel::Tunnel;
 use super::{lifecycle, Action, Engine, SaAction, TunnelId};
 use crate::config::values::IpNet;
@@ -257,7 +257,10 @@ impl Engine {
                 } else if d.interface {
                     interfaces.push((id, InterfaceChange::Reconfigure));
                 }
-                info!(conn = %plan.name, how = %d.how(), settings = ?d.settings, "reload: changed");
+                tunnel_event!(
+                    info, &self.tunnels[i], reason = %snake(&d.how()), settings = ?d.settings,
+                    "reload: changed ({})", d.how()
+                );
                 report.changed.push(ChangedConn {
                     name: plan.name.clone(),
                     how: d.how(),
@@ -273,12 +276,12 @@ impl Engine {
                 }));
                 let conn = self.ike.add_peer(plan.peer.clone());
                 self.by_conn.insert(conn, id);
-                info!(conn = %plan.name, "reload: added");
                 report.added.push(plan.name.clone());
                 if plan.start == StartMode::Initiate {
                     to_start.push(i);
                 }
                 self.tunnels.push(Tunnel::new(id, plan, conn));
+                tunnel_event!(info, &self.tunnels[i], reason = "added", "reload: added");
                 index_of_plan.push(i);
                 interfaces.push((id, InterfaceChange::Open));
             }
@@ -373,7 +376,7 @@ impl Engine {
     ) {
         let conn = self.tunnels[i].conn;
         if let Err(e) = self.ike.replace_peer(conn, plan.peer.clone()) {
-            warn!(conn = %plan.name, "reload: {e}");
+            tunnel_event!(warn, &self.tunnels[i], reason = %e, "reload: new settings refused by IKE: {e}");
         }
         let t = &mut self.tunnels[i];
         t.plan = plan;
@@ -392,7 +395,7 @@ impl Engine {
             if t.ike_up {
                 t.restart_on_down = true;
                 if let Err(e) = self.ike.delete(now, conn) {
-                    warn!(conn = %t.plan.name, "reload: delete: {e}");
+                    tunnel_event!(warn, t, reason = %e, "reload: delete: {e}");
                 }
                 return;
             }
@@ -400,13 +403,13 @@ impl Engine {
             let t = &self.tunnels[i];
             if d.ike_rekey && t.ike_up {
                 if let Err(e) = self.ike.rekey_ike(now, conn) {
-                    warn!(conn = %t.plan.name, "reload: IKE rekey: {e}");
+                    tunnel_event!(warn, t, reason = %e, "reload: IKE rekey: {e}");
                 }
             }
             if d.child_rekey {
                 if let Some(c) = t.current {
                     if let Err(e) = self.ike.rekey_child(now, conn, c.spi_in) {
-                        warn!(conn = %t.plan.name, "reload: child rekey: {e}");
+                        tunnel_event!(warn, t, reason = %e, "reload: child rekey: {e}");
                     }
                 }
             }
@@ -421,9 +424,10 @@ impl Engine {
     /// entries out of the data path, its connection retired in ike-lite.
     fn remove(&mut self, now: Instant, i: usize) {
         let conn = self.tunnels[i].conn;
-        if self.tunnels[i].ike_up {
+        let was_up = self.tunnels[i].ike_up;
+        if was_up {
             if let Err(e) = self.ike.delete(now, conn) {
-                warn!(conn = %self.tunnels[i].plan.name, "reload: delete: {e}");
+                tunnel_event!(warn, &self.tunnels[i], reason = %e, "reload: delete: {e}");
             }
         }
         let _ = self.ike.retire_peer(conn);
@@ -434,7 +438,13 @@ impl Engine {
         t.connecting = false;
         t.retry_at = None;
         t.parked = Some(super::Parked::AdminDown);
-        info!(conn = %t.plan.name, "reload: removed (DELETE sent)");
+        // Its later IKE events are not logged: this line stands for them.
+        if was_up {
+            tunnel_event!(info, t, reason = "removed", "reload: removed (DELETE sent)");
+        } else {
+            tunnel_event!(info, t, reason = "removed", "reload: removed");
+        }
+        t.ike_spis = None;
         self.actions
             .push_back(Action::Sa(SaAction::RemoveTunnel { tunnel: t.id }));
     }

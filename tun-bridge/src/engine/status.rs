@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::counters::ProcessCounters;
+use super::log::IkeSpi;
 use super::{Engine, TunnelId};
 use crate::control::{IkeOutcomes, IkeStatus, StatusReport, TunnelRole, TunnelStatus};
 
@@ -52,14 +53,17 @@ impl Engine {
                 .current
                 .and_then(|c| self.ike.child_rekey_at(t.conn, c.spi_in))
                 .map(|at| at.saturating_duration_since(now).as_secs());
+            let ike_spis = self.ike.ike_spis(t.conn);
             tunnels.push(TunnelStatus {
                 name: t.plan.name.clone(),
                 state: t.state(),
                 role,
                 local_addr: t.plan.local,
-                remote_addr: t.remote_seen.unwrap_or(t.plan.remote),
+                remote_addr: t.peer(),
                 ike_algorithms: self.ike.ike_algorithms(t.conn).map(|a| a.name()),
                 esp_algorithms: t.current.map(|c| c.suite.name().to_string()),
+                ike_spi_i: ike_spis.map(|(i, _)| IkeSpi(i).to_string()),
+                ike_spi_r: ike_spis.map(|(_, r)| IkeSpi(r).to_string()),
                 spi_in: t.current.map(|c| c.spi_in),
                 spi_out: t.current.map(|c| c.spi_out),
                 bytes_in: c.bytes_in,

@@ -48,6 +48,9 @@ pub(crate) struct Tunnel {
     /// Inbound SPIs of replaced Child SAs, removed at the given time.
     pub retiring: Vec<(u32, Instant)>,
     pub ike_up: bool,
+    /// SPIs (initiator, responder) of the IKE SA the tunnel runs on, for
+    /// the log lines (set when it comes up or is rekeyed).
+    pub ike_spis: Option<(u64, u64)>,
     pub connecting: bool,
     pub peer_dead: bool,
     /// Attempts since the last established IKE SA.
@@ -86,6 +89,7 @@ impl Tunnel {
             pending: Vec::new(),
             retiring: Vec::new(),
             ike_up: false,
+            ike_spis: None,
             connecting: false,
             peer_dead: false,
             attempts: 0,
@@ -111,6 +115,12 @@ impl Tunnel {
             (None, _) if self.connecting || self.ike_up => TunnelState::Connecting,
             _ => TunnelState::Down,
         }
+    }
+
+    /// The peer's address as `status` shows it: as last seen, else as
+    /// configured.
+    pub fn peer(&self) -> IpAddr {
+        self.remote_seen.unwrap_or(self.plan.remote)
     }
 
     /// Carries traffic: a Child SA and a peer that answers.

@@ -347,6 +347,8 @@ mod tests {
             remote_addr: "192.0.2.2".parse().unwrap(),
             ike_algorithms: None,
             esp_algorithms: None,
+            ike_spi_i: None,
+            ike_spi_r: None,
             spi_in: None,
             spi_out: None,
             bytes_in: 1_500_000_000_123,

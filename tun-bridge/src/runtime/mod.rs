@@ -102,7 +102,7 @@ pub fn up(args: UpArgs) -> Result<(), Error> {
         flood,
     } = load_plans(&source)?;
     for w in &warnings {
-        eprintln!("{w}");
+        tracing::warn!("{w}");
     }
     let keylog = match &args.log_keys {
         Some(p) => {

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Shell;
 use crate::control::{Request, Response};
@@ -36,7 +36,12 @@ impl Shell {
             },
             Request::Reload => match self.reload(now, poller) {
                 Ok(report) => Response::reloaded(report),
-                Err(e) => Response::error(e),
+                Err(e) => {
+                    for line in e.lines() {
+                        warn!("reload over the control socket refused, nothing changed: {line}");
+                    }
+                    Response::error(e)
+                }
             },
         }
     }

@@ -326,7 +326,12 @@ impl Shell {
                         self.log_esp_keys(inbound, outbound);
                     }
                     if let Err(e) = self.plane.apply(now, &sa) {
-                        warn!(action = ?sa_name(&sa), "data path: {e}");
+                        let conn = self.engine.plan(sa_tunnel(&sa)).map(|p| p.name.as_str());
+                        warn!(
+                            conn = conn.unwrap_or("-"),
+                            action = sa_name(&sa),
+                            "data path: {e}"
+                        );
                     }
                 }
                 Action::Routes { tunnel, routes } => {
@@ -454,6 +459,17 @@ impl Shell {
                 drops,
             }
         })
+    }
+}
+
+fn sa_tunnel(a: &SaAction) -> TunnelId {
+    match a {
+        SaAction::AddTunnel { tunnel, .. }
+        | SaAction::ReplacePolicies { tunnel, .. }
+        | SaAction::RemoveTunnel { tunnel }
+        | SaAction::Install { tunnel, .. }
+        | SaAction::SelectOutbound { tunnel, .. }
+        | SaAction::Remove { tunnel, .. } => *tunnel,
     }
 }
 

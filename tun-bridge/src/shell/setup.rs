@@ -196,7 +196,7 @@ pub(super) fn open_tun(
     tun.queue(0).ok_or("TUN without a queue")?;
     info!(
         conn = %plan.name, tun = %tun.name(), mtu = plan.mtu.mtu,
-        local = %plan.local, remote = %plan.remote,
+        local = %plan.local, peer = %plan.remote,
         mode = ?plan.start, "tunnel interface ready"
     );
     Ok(TunDev {

@@ -10,6 +10,7 @@
 //! * [`poll`]: epoll readiness, signalfd.
 //! * [`cred`]: effective uid, `SO_PEERCRED` of Unix socket peers.
 //! * [`heap`]: returning freed heap to the kernel (`malloc_trim`).
+//! * [`stdio`]: what stderr is (for journald detection).
 //!
 //! All I/O is non-blocking and works on caller-owned buffers: a receive
 //! reports `Ok(None)` when it would block, nothing allocates per packet.
@@ -19,6 +20,7 @@ pub mod cred;
 pub mod heap;
 pub mod netlink;
 pub mod poll;
+pub mod stdio;
 pub mod tun;
 pub mod udp;
 

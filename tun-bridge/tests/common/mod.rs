@@ -234,7 +234,8 @@ pub struct TunBridge {
     pub log: PathBuf,
 }
 
-fn write_mode(path: &Path, text: &str, mode: u32) {
+/// Writes `text` into `path` (created with `mode`).
+pub fn write_mode(path: &Path, text: &str, mode: u32) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -3,6 +3,7 @@
 //! virtual clock (see `net`). Each test reads like an operator's day:
 //! establish, rekeys, dead peers, failover, wrong PSKs.
 
+mod logs;
 mod net;
 mod reload;
 
