@@ -11,6 +11,7 @@
 pub mod conf;
 pub mod effective;
 pub mod error;
+pub mod interface;
 pub mod proposals;
 pub mod secrets;
 pub mod source;
