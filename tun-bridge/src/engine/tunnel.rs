@@ -62,6 +62,8 @@ pub(crate) struct Tunnel {
     pub last_error: Option<String>,
     /// Identical failures in a row (the first is logged as a warning).
     pub repeated_errors: u32,
+    /// Route-based: the carrier state last asked of the shell.
+    pub link_up: bool,
 }
 
 impl Tunnel {
@@ -85,6 +87,7 @@ impl Tunnel {
             remote_seen: None,
             last_error: None,
             repeated_errors: 0,
+            link_up: false,
         }
     }
 

@@ -28,8 +28,9 @@ pub(super) const BURST: usize = 64;
 pub(super) const SEG_MAX: usize = 9216;
 
 impl Shell {
-    /// Reads what the kernel routed into tunnel `k`'s TUN, encrypts it and
-    /// sends it.
+    /// Reads what the kernel routed into interface `k`, encrypts it with
+    /// the SA of its tunnel (of the matching one, on a shared interface)
+    /// and sends it.
     pub(super) fn on_tun(&mut self, now: Instant, k: usize, bufs: &mut Bufs) {
         let vnet = self.tuns[k].tun.vnet_hdr();
         let at = if vnet {
@@ -123,9 +124,11 @@ impl Shell {
     /// Runs the outbound path on `bufs.segs[slot]`; queues it for sending.
     fn outbound_one(&mut self, now: Instant, k: usize, slot: usize, bufs: &mut Bufs) {
         let dev = &self.tuns[k];
+        let dp = self.plane.datapath();
+        let tunnel = forward::pick_tunnel(dp, &dev.tunnels, bufs.segs[slot].data());
         let v = tun_to_esp(
-            self.plane.datapath(),
-            TunnelId(k as u32),
+            dp,
+            tunnel,
             now,
             &mut bufs.segs[slot],
             &dev.mtu,
@@ -172,12 +175,13 @@ impl Shell {
     /// Decrypts one ESP packet and writes it (coalesced where possible) to
     /// the TUN of the tunnel its SA belongs to.
     fn deliver(&mut self, now: Instant, buf: &mut Buf, g: &mut GroState) {
-        let tuns = &self.tuns;
-        let mtu_of = |t: TunnelId| tuns.get(t.0 as usize).map(|d| d.mtu);
+        let (tuns, links) = (&self.tuns, &self.links);
+        let mtu_of = |t: TunnelId| links.tun_of(t).and_then(|i| tuns.get(i)).map(|d| d.mtu);
         let k = match esp_to_tun(self.plane.datapath(), now, buf, mtu_of) {
-            InboundAction::Inner { tunnel, .. } if (tunnel.0 as usize) < self.tuns.len() => {
-                tunnel.0 as usize
-            }
+            InboundAction::Inner { tunnel, .. } => match self.links.tun_of(tunnel) {
+                Some(k) => k,
+                None => return,
+            },
             _ => return,
         };
         if !self.tuns[k].tun.vnet_hdr() {

@@ -6,8 +6,11 @@
 //!
 //! * [`setup`]: tuning, sockets and TUN devices at start.
 //! * [`io`]: the packet paths (TUN to ESP, ESP to TUN, IKE receive).
+//! * [`link`]: tunnel interfaces shared by several tunnels, and the
+//!   carrier of route-based ones.
 
 mod io;
+mod link;
 mod setup;
 
 use std::collections::BTreeMap;
@@ -105,7 +108,10 @@ pub struct StartOptions {
 pub struct Shell {
     engine: Engine,
     plane: DataPlane,
+    /// One per interface (tunnels with the same `ipsec-interface=` share).
     tuns: Vec<TunDev>,
+    /// Per tunnel: its interface (index into `tuns`) and carrier request.
+    links: link::Links,
     socks: Vec<LocalSocks>,
     routes: RouteTracker,
     keylog: Option<KeyLog>,
@@ -129,7 +135,8 @@ impl Shell {
         let tuning = Tuning::from_env();
         let mut routes = RouteTracker::new(Netlink::open()?);
         let socks = setup::open_sockets(&plans, &tuning, poller)?;
-        let mut tuns = Vec::with_capacity(plans.len());
+        let mut tuns: Vec<TunDev> = Vec::with_capacity(plans.len());
+        let mut links = link::Links::default();
         for (k, plan) in plans.iter_mut().enumerate() {
             if socks.iter().any(|s| s.ip == plan.local && s.raw.is_none()) {
                 plan.peer.force_encap = true;
@@ -137,13 +144,33 @@ impl Shell {
             for n in &plan.notes {
                 info!(conn = %plan.name, "{n}");
             }
-            tuns.push(setup::open_tun(k, plan, &tuning, routes.netlink(), poller)?);
+            let id = TunnelId(k as u32);
+            let i = match tuns.iter().position(|t| t.tun.name() == plan.ifname) {
+                Some(i) => {
+                    setup::share_tun(&mut tuns[i], id, plan, routes.netlink())?;
+                    i
+                }
+                None => {
+                    let i = tuns.len();
+                    tuns.push(setup::open_tun(
+                        i,
+                        id,
+                        plan,
+                        &tuning,
+                        routes.netlink(),
+                        poller,
+                    )?);
+                    i
+                }
+            };
+            links.add(i, plan.route_based);
         }
         let engine = Engine::new(plans, groups, opts.engine, now)?;
         let mut shell = Shell {
             engine,
             plane: DataPlane::new(),
             tuns,
+            links,
             socks,
             routes,
             keylog: opts.keylog,
@@ -266,8 +293,11 @@ impl Shell {
                         warn!(action = ?sa_name(&sa), "data path: {e}");
                     }
                 }
+                Action::Link { tunnel, up } => self.set_link(tunnel, up),
                 Action::Routes { tunnel, routes } => {
-                    let dev = &self.tuns[tunnel.0 as usize];
+                    let Some(dev) = self.links.tun_of(tunnel).map(|i| &self.tuns[i]) else {
+                        continue;
+                    };
                     for r in &routes {
                         match self
                             .routes
@@ -342,7 +372,7 @@ impl Shell {
     /// The status document: the engine's view plus the data path's and
     /// this shell's counters.
     pub fn report(&self, now: Instant) -> StatusReport {
-        let (plane, tuns) = (&self.plane, &self.tuns);
+        let (plane, tuns, links) = (&self.plane, &self.tuns, &self.links);
         self.engine.status(now, &mut |t: TunnelId| {
             let c = plane.counters(t);
             let mut drops = BTreeMap::new();
@@ -352,7 +382,7 @@ impl Shell {
                     drops.insert(r.to_string(), n);
                 }
             }
-            if let Some(dev) = tuns.get(t.0 as usize) {
+            if let Some(dev) = links.tun_of(t).and_then(|i| tuns.get(i)) {
                 for d in LocalDrop::ALL {
                     if dev.drops[d as usize] > 0 {
                         drops.insert(d.name().to_string(), dev.drops[d as usize]);

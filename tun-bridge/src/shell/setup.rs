@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use tracing::{info, warn};
 
 use super::{TOKEN_SOCK, TOKEN_TUN};
+use crate::engine::TunnelId;
 use crate::packet::mss::TunnelMtu;
 use crate::runtime::plan::ConnPlan;
 use crate::runtime::Error;
@@ -130,9 +131,13 @@ pub(super) fn open_sockets(
     Ok(socks)
 }
 
-/// A tunnel's interface and the drops counted in the IO shell.
+/// A tunnel interface and the drops counted in the IO shell.
 pub(super) struct TunDev {
     pub tun: Tun,
+    /// The tunnels on it (more than one: a shared `ipsec-interface=`).
+    pub tunnels: Vec<TunnelId>,
+    /// The carrier as last set (`None`: never touched, on).
+    pub carrier: Option<bool>,
     /// The TUN takes UDP super-packets (`TUN_F_USO4`/`6` accepted).
     pub uso: bool,
     pub ifindex: u32,
@@ -143,10 +148,11 @@ pub(super) struct TunDev {
     pub drops: [u64; super::LocalDrop::COUNT],
 }
 
-/// Opens the TUN of tunnel `k` with its MTU, txqueuelen, inside address and
-/// offloads, brings it up and registers it with `poller`.
+/// Opens interface `k` for `tunnel` with its MTU, txqueuelen, inside
+/// address and offloads, brings it up and registers it with `poller`.
 pub(super) fn open_tun(
     k: usize,
+    tunnel: TunnelId,
     plan: &ConnPlan,
     tuning: &Tuning,
     nl: &mut Netlink,
@@ -186,6 +192,7 @@ pub(super) fn open_tun(
     }
     nl.set_link_up(ifindex, true)?;
     let q = tun.queue(0).ok_or("TUN without a queue")?;
+
     poller.add(q, Token(TOKEN_TUN + k as u64), Interest::READABLE)?;
     info!(
         conn = %plan.name, tun = %tun.name(), mtu = plan.mtu.mtu,
@@ -194,10 +201,34 @@ pub(super) fn open_tun(
     );
     Ok(TunDev {
         tun,
+        tunnels: vec![tunnel],
+        carrier: None,
         uso,
         ifindex,
         mtu: plan.mtu,
         remote_inside: plan.remote_inside,
         drops: [0; super::LocalDrop::COUNT],
     })
+}
+
+/// Adds `tunnel` to an interface an earlier tunnel opened (the same
+/// `ipsec-interface=`): its inside address goes on the interface too.
+pub(super) fn share_tun(
+    dev: &mut TunDev,
+    tunnel: TunnelId,
+    plan: &ConnPlan,
+    nl: &mut Netlink,
+) -> Result<(), Error> {
+    if let Some((a, len)) = plan.inside {
+        match nl.add_address(dev.ifindex, a, len) {
+            Err(e) if !e.is_exists() => return Err(e.into()),
+            _ => {}
+        }
+    }
+    dev.tunnels.push(tunnel);
+    if dev.remote_inside.is_none() {
+        dev.remote_inside = plan.remote_inside;
+    }
+    info!(conn = %plan.name, tun = %dev.tun.name(), "tunnel shares interface");
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! establish, rekeys, dead peers, failover, wrong PSKs.
 
 mod net;
+mod route_based;
 
 use std::time::{Duration, Instant};
 
