@@ -191,7 +191,8 @@ pub fn render_interfaces(conns: &[&EffectiveConn]) -> String {
             .map_or_else(|e| format!("({e})"), |m| m.mtu.to_string());
         let addrs: Vec<String> = on
             .iter()
-            .filter_map(|c| c.tunnel.local_inside.map(|a| a.to_string()))
+            .flat_map(|c| c.tunnel.local_inside.iter().chain(&c.tunnel.extra_inside))
+            .map(|a| a.to_string())
             .collect();
         let route_based = on.iter().all(|c| c.tunnel.route_based);
         let _ = writeln!(

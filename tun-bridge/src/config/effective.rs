@@ -78,6 +78,10 @@ pub struct TunnelSettings {
     pub ipsec_interface: Option<u32>,
     /// Where the interface name comes from (`None`: `tb-<conn>`).
     pub origin: Option<InterfaceOrigin>,
+    /// Further inside addresses of this end (`interface-ip=` with a
+    /// comma-separated list, a tun-bridge extension: e.g. an IPv6 inside
+    /// address next to the IPv4 one for a second BGP session).
+    pub extra_inside: Vec<IfAddr>,
     /// A route-based tunnel: default selectors on both sides and an
     /// interface of its own ([`super::interface`]); no routes are
     /// installed beyond updown `-r` prefixes, the carrier follows the
@@ -869,7 +873,14 @@ fn interface_settings(m: &Merged<'_>, cx: &mut Ctx<'_>, tunnel: &mut TunnelSetti
         tunnel.ipsec_interface = Some(n);
         tunnel.origin = Some(InterfaceOrigin::IpsecInterface(n));
     }
-    if let Some((e, a)) = typed(m, "interface-ip", cx, IfAddr::parse) {
+    let addr_list = |v: &str| -> Result<Vec<IfAddr>, String> {
+        v.split(',')
+            .map(|a| IfAddr::parse(a.trim()))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    if let Some((e, mut list)) = typed(m, "interface-ip", cx, addr_list) {
+        let a = list.remove(0);
+        tunnel.extra_inside = list;
         if tunnel.ipsec_interface.is_none() {
             cx.diag.warn(
                 &e.loc,

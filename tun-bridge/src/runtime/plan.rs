@@ -282,6 +282,8 @@ pub struct ConnPlan {
     pub mtu: TunnelMtu,
     /// Inside address of this end (AWS `-ll`).
     pub inside: Option<(IpAddr, u8)>,
+    /// Further inside addresses of this end (`interface-ip=A,B`).
+    pub inside_extra: Vec<(IpAddr, u8)>,
     /// Inside address of the peer (AWS `-lr`): source of ICMP too-big.
     pub remote_inside: Option<IpAddr>,
     /// Prefixes routed into the tunnel.
@@ -545,6 +547,12 @@ pub fn plan_conn(
         route_based: conn.tunnel.route_based,
         mtu,
         inside: conn.tunnel.local_inside.map(|a| (a.addr, a.prefix)),
+        inside_extra: conn
+            .tunnel
+            .extra_inside
+            .iter()
+            .map(|a| (a.addr, a.prefix))
+            .collect(),
         remote_inside: conn.tunnel.remote_inside.map(|a| a.addr),
         routes,
         remote_subnets: conn.remote_subnets.clone(),
@@ -884,5 +892,21 @@ conn shared
         assert!(p.route_based);
         assert_eq!(p.inside, Some(("169.254.20.2".parse().unwrap(), 30)));
         assert_eq!(p.remote_inside, Some("169.254.20.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn interface_ip_list_adds_inside_addresses() {
+        let cfg = load(
+            "conn a\n  auto=start\n  authby=secret\n  left=192.0.2.1\n  right=192.0.2.2\n  leftsubnet=0.0.0.0/0,::/0\n  rightsubnet=0.0.0.0/0,::/0\n  ipsec-interface=3\n  interface-ip=169.254.30.2/30,fd00:a9fe:30::2/126\n",
+            ": PSK \"k\"\n",
+        );
+        let p = &plan_all(&cfg, "192.0.2.1")[0];
+        assert!(p.route_based);
+        assert_eq!(p.inside, Some(("169.254.30.2".parse().unwrap(), 30)));
+        assert_eq!(
+            p.inside_extra,
+            vec![("fd00:a9fe:30::2".parse().unwrap(), 126)]
+        );
+        assert_eq!(p.peer.remote_ts.len(), 2);
     }
 }

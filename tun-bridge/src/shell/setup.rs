@@ -184,12 +184,22 @@ pub(super) fn open_tun(
             warn!(conn = %plan.name, "txqueuelen {q}: {e}");
         }
     }
-    if let Some((a, len)) = plan.inside {
-        match nl.add_address(ifindex, a, len) {
-            Err(e) if !e.is_exists() => return Err(e.into()),
-            _ => {}
+    add_inside(nl, ifindex, plan)?;
+    // A route-based interface starts without carrier (the engine's first
+    // Action::Link says the same): nothing, not even the kernel's own
+    // IPv6 router solicitations, may enter it before the Child SA, or an
+    // auto=add end would initiate a second IKE SA on that traffic.
+    let carrier = if plan.route_based {
+        match tun.set_carrier(false) {
+            Ok(()) => Some(false),
+            Err(e) => {
+                warn!(conn = %plan.name, "TUNSETCARRIER: {e}; the interface stays up while the tunnel is down");
+                None
+            }
         }
-    }
+    } else {
+        None
+    };
     nl.set_link_up(ifindex, true)?;
     let q = tun.queue(0).ok_or("TUN without a queue")?;
 
@@ -202,7 +212,7 @@ pub(super) fn open_tun(
     Ok(TunDev {
         tun,
         tunnels: vec![tunnel],
-        carrier: None,
+        carrier,
         uso,
         ifindex,
         mtu: plan.mtu,
@@ -219,16 +229,24 @@ pub(super) fn share_tun(
     plan: &ConnPlan,
     nl: &mut Netlink,
 ) -> Result<(), Error> {
-    if let Some((a, len)) = plan.inside {
-        match nl.add_address(dev.ifindex, a, len) {
-            Err(e) if !e.is_exists() => return Err(e.into()),
-            _ => {}
-        }
-    }
+    add_inside(nl, dev.ifindex, plan)?;
     dev.tunnels.push(tunnel);
     if dev.remote_inside.is_none() {
         dev.remote_inside = plan.remote_inside;
     }
     info!(conn = %plan.name, tun = %dev.tun.name(), "tunnel shares interface");
+    Ok(())
+}
+
+/// Puts the plan's inside addresses on the interface (one that is already
+/// there is fine: the interface survived a restart of the peer, or the
+/// address was configured by hand).
+fn add_inside(nl: &mut Netlink, ifindex: u32, plan: &ConnPlan) -> Result<(), Error> {
+    for &(a, len) in plan.inside.iter().chain(&plan.inside_extra) {
+        match nl.add_address(ifindex, a, len) {
+            Err(e) if !e.is_exists() => return Err(e.into()),
+            _ => {}
+        }
+    }
     Ok(())
 }
