@@ -84,9 +84,15 @@ pub struct CheckArgs {
     pub conns: Vec<String>,
 }
 
-/// `tun-bridge doctor` (no arguments).
+/// `tun-bridge doctor`.
 #[derive(Debug, Clone, Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Also check this tunnel interface (repeatable; existing TUN
+    /// interfaces are found by themselves), e.g. `ipsec1` of a
+    /// route-based tunnel before `up` creates it.
+    #[arg(long = "interface", short = 'i', value_name = "NAME")]
+    pub interfaces: Vec<String>,
+}
 
 /// `tun-bridge demo` (no arguments).
 #[derive(Debug, Clone, Args)]

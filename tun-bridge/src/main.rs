@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Check(a) => return exit(check::run(&a, &mut io::stdout(), &mut io::stderr())),
-        Command::Doctor(_) => return exit(doctor::run(&mut io::stdout())),
+        Command::Doctor(a) => return exit(doctor::run(&a.interfaces, &mut io::stdout())),
         Command::Up(a) => runtime::up(a),
         Command::Status(a) => runtime::status(a),
         Command::Demo(a) => runtime::demo(a),
