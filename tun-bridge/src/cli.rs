@@ -94,9 +94,14 @@ pub struct DoctorArgs {
     pub interfaces: Vec<String>,
 }
 
-/// `tun-bridge demo` (no arguments).
+/// `tun-bridge demo`.
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// AWS dynamic routing instead: two route-based tunnels, BIRD on both
+    /// sides, an ECMP route, one tunnel dying midway (needs BIRD 2).
+    #[arg(long)]
+    pub bgp: bool,
+}
 
 #[cfg(test)]
 mod tests {

@@ -98,7 +98,11 @@ pub fn status(args: StatusArgs) -> Result<(), Error> {
 
 /// `tun-bridge demo`: the self-contained two-site tunnel of `crate::demo`.
 #[cfg(feature = "demo")]
-pub fn demo(_args: DemoArgs) -> Result<(), Error> {
+pub fn demo(args: DemoArgs) -> Result<(), Error> {
+    if args.bgp {
+        let exe = std::env::current_exe().map_err(crate::demo::DemoError::CurrentExe)?;
+        return crate::demo_bgp::run_with(&exe).map_err(Into::into);
+    }
     crate::demo::run().map_err(Into::into)
 }
 
