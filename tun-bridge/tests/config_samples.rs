@@ -248,6 +248,28 @@ fn aws_bgp_strongswan_vti_sample() {
     );
 }
 
+#[test]
+fn aws_bgp_example_in_the_repository() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/aws-bgp");
+    let loaded = config::load(&ex.join("ipsec.conf"), &ex.join("ipsec.secrets"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plans = plan_sample(&loaded.config, "198.51.100.10");
+    assert_eq!(
+        plans
+            .iter()
+            .map(|p| (p.ifname.as_str(), p.inside.map(|i| i.0.to_string())))
+            .collect::<Vec<_>>(),
+        [
+            ("ipsec1", Some("169.254.10.2".to_string())),
+            ("ipsec2", Some("169.254.11.2".to_string()))
+        ]
+    );
+    assert!(plans
+        .iter()
+        .all(|p| p.route_based && p.routes.is_empty() && p.mtu.mtu == 1399));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
 /// A scratch directory with files; removed on drop.
 struct Scratch(PathBuf);
 

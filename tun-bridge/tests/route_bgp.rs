@@ -18,6 +18,9 @@
 //!   restarts: the interface stays (same ifindex, address kept), its
 //!   carrier goes down and up, BGP re-establishes.
 //!
+//! * `bgp_daemon_examples_are_valid`: `examples/aws-bgp/bird.conf` and
+//!   `frr.conf` pass `bird -p` and `vtysh -C`.
+//!
 //! Without root and the daemons: skipped, except under `CI`.
 
 mod common;
@@ -759,4 +762,35 @@ fn tb_pair_frr_and_bird_v4_v6_and_peer_restart() {
         "tb_pair_frr_and_bird_v4_v6_and_peer_restart: {:?} total",
         t_all.elapsed()
     );
+}
+
+#[test]
+fn bgp_daemon_examples_are_valid() {
+    if !have_bgp_daemons() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI: BIRD 2 and FRR are required (apt-get install bird2 frr)"
+        );
+        return;
+    }
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/aws-bgp");
+    for (what, argv) in [
+        ("bird -p", vec!["bird", "-p", "-c"]),
+        ("vtysh -C", vec!["vtysh", "-C", "-f"]),
+    ] {
+        let file = if what.starts_with("bird") {
+            "bird.conf"
+        } else {
+            "frr.conf"
+        };
+        let mut c = std::process::Command::new(argv[0]);
+        c.args(&argv[1..]).arg(ex.join(file));
+        let out = netns_lab::run_with_timeout(&mut c, Duration::from_secs(10)).expect(what);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "{what} {file}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
