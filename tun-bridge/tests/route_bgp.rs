@@ -794,3 +794,148 @@ fn bgp_daemon_examples_are_valid() {
         );
     }
 }
+
+#[test]
+fn shared_ipsec_interface_carries_two_peers() {
+    let _g = serial();
+    if !Lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    // gw A's conns to B (10.2.0.0/24) and C (10.3.0.0/24) share ipsec5, as
+    // Libreswan allows; the packet's policy picks the tunnel.
+    let gw_a = lab.add_netns("gwa").expect("ns");
+    let gw_b = lab.add_netns("gwb").expect("ns");
+    let gw_c = lab.add_netns("gwc").expect("ns");
+    lab.veth(
+        &gw_a,
+        "wan0",
+        Some("192.0.2.1/24"),
+        &gw_b,
+        "wan0",
+        Some("192.0.2.2/24"),
+    )
+    .expect("veth");
+    lab.veth(
+        &gw_a,
+        "wan1",
+        Some("198.51.100.1/24"),
+        &gw_c,
+        "wan0",
+        Some("198.51.100.2/24"),
+    )
+    .expect("veth");
+    for (ns, a) in [
+        (&gw_a, "10.1.0.1/32"),
+        (&gw_b, "10.2.0.1/32"),
+        (&gw_c, "10.3.0.1/32"),
+    ] {
+        lab.ip_in(ns, &["addr", "add", a, "dev", "lo"])
+            .expect("addr");
+        lab.forwarding_on(ns).expect("forwarding");
+    }
+    let (kb, kc) = (psk("shared-b"), psk("shared-c"));
+    let mut to_b = TbConn::new(
+        "to-b",
+        "start",
+        "192.0.2.1",
+        "192.0.2.2",
+        "10.1.0.0/24",
+        "10.2.0.0/24",
+        &CASES[0],
+    );
+    to_b.extra = vec![
+        "ipsec-interface=5".into(),
+        "interface-ip=169.254.50.2/30".into(),
+    ];
+    let mut to_c = TbConn::new(
+        "to-c",
+        "start",
+        "198.51.100.1",
+        "198.51.100.2",
+        "10.1.0.0/24",
+        "10.3.0.0/24",
+        &CASES[0],
+    );
+    to_c.extra = vec![
+        "ipsec-interface=5".into(),
+        "interface-ip=169.254.51.2/30".into(),
+    ];
+    let b = TunBridge::start(
+        &mut lab,
+        &gw_b,
+        "gw-b",
+        &ipsec_conf(&[TbConn::new(
+            "to-a",
+            "add",
+            "192.0.2.2",
+            "192.0.2.1",
+            "10.2.0.0/24",
+            "10.1.0.0/24",
+            &CASES[0],
+        )]),
+        &ipsec_secrets(&[("192.0.2.2", "192.0.2.1", &kb)]),
+    );
+    let c = TunBridge::start(
+        &mut lab,
+        &gw_c,
+        "gw-c",
+        &ipsec_conf(&[TbConn::new(
+            "to-a",
+            "add",
+            "198.51.100.2",
+            "198.51.100.1",
+            "10.3.0.0/24",
+            "10.1.0.0/24",
+            &CASES[0],
+        )]),
+        &ipsec_secrets(&[("198.51.100.2", "198.51.100.1", &kc)]),
+    );
+    b.wait_listening(&mut lab);
+    c.wait_listening(&mut lab);
+    let a = TunBridge::start(
+        &mut lab,
+        &gw_a,
+        "gw-a",
+        &ipsec_conf(&[to_b, to_c]),
+        &ipsec_secrets(&[
+            ("192.0.2.1", "192.0.2.2", &kb),
+            ("198.51.100.1", "198.51.100.2", &kc),
+        ]),
+    );
+    a.wait_established(&mut lab, &["to-b", "to-c"]);
+    // One interface with both inside addresses and both routes.
+    let addrs = lab
+        .exec(&gw_a, &["ip", "-o", "addr", "show", "dev", "ipsec5"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        addrs.contains("169.254.50.2/30") && addrs.contains("169.254.51.2/30"),
+        "{addrs}"
+    );
+    for net in ["10.2.0.0/24", "10.3.0.0/24"] {
+        assert!(
+            route(&lab, &gw_a, net).contains("dev ipsec5"),
+            "{net}: {}",
+            route(&lab, &gw_a, net)
+        );
+    }
+    assert!(
+        ping_from(&lab, &gw_a, "10.1.0.1", "10.2.0.1"),
+        "A -> B\n{}",
+        a.log_tail(20)
+    );
+    assert!(
+        ping_from(&lab, &gw_a, "10.1.0.1", "10.3.0.1"),
+        "A -> C\n{}",
+        a.log_tail(20)
+    );
+    assert!(ping_from(&lab, &gw_c, "10.3.0.1", "10.1.0.1"), "C -> A");
+    let st = a.status().expect("status");
+    for t in &st.tunnels {
+        assert!(t.packets_out >= 3 && t.packets_in >= 3, "{t:?}");
+    }
+    a.stop(&mut lab);
+    b.stop(&mut lab);
+    c.stop(&mut lab);
+}

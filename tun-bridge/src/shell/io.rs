@@ -125,14 +125,20 @@ impl Shell {
     fn outbound_one(&mut self, now: Instant, k: usize, slot: usize, bufs: &mut Bufs) {
         let dev = &self.tuns[k];
         let dp = self.plane.datapath();
-        let tunnel = forward::pick_tunnel(dp, &dev.tunnels, bufs.segs[slot].data());
+        let pkt = bufs.segs[slot].data();
+        let tunnel = forward::pick_tunnel(dp, &dev.tunnels, pkt);
+        // The peer's inside address answers "too big" for its own family
+        // only (an IPv6 packet on a tunnel with an IPv4 inside /30 is
+        // answered from its destination).
+        let v4 = pkt.first().is_some_and(|b| b >> 4 == 4);
+        let reply_src = dev.remote_inside.filter(|a| a.is_ipv4() == v4);
         let v = tun_to_esp(
             dp,
             tunnel,
             now,
             &mut bufs.segs[slot],
             &dev.mtu,
-            dev.remote_inside,
+            reply_src,
             &mut bufs.scratch,
         );
         match v {
