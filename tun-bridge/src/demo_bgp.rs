@@ -17,7 +17,7 @@ use crate::demo::{
     log_tail, random_psk, wait_established, write_file, DemoError, Side, STOP_GRACE,
 };
 use netns_lab::bgp::{have_bgp_daemons, wait_until, BgpPeer, BgpSpeaker, Bird, AWS_ASN};
-use netns_lab::traffic::tcp_transfer_paced;
+use netns_lab::traffic::tcp_transfer_stall;
 use netns_lab::Lab;
 use std::fmt;
 use std::io::Write as _;
@@ -305,14 +305,16 @@ pub fn run_with(exe: &Path) -> Result<(), DemoError> {
         .map(|k| {
             let (src, dst) = (onprem.clone(), vpc.clone());
             std::thread::spawn(move || {
-                tcp_transfer_paced(
+                // Silence on the dead tunnel: DPD verdict plus TCP backoff.
+                tcp_transfer_stall(
                     &src,
                     &dst,
                     std::net::Ipv4Addr::new(10, 2, 0, 2),
                     5301 + k,
                     FLOW_BYTES,
                     Some(FLOW_PACE),
-                    Duration::from_secs(60),
+                    Duration::from_secs(90),
+                    Duration::from_secs(25),
                 )
             })
         })

@@ -27,7 +27,7 @@ mod common;
 
 use common::*;
 use netns_lab::bgp::{have_bgp_daemons, wait_until, BgpPeer, BgpSpeaker, Bird, Frr, AWS_ASN};
-use netns_lab::traffic::{tcp_transfer, tcp_transfer_paced, UdpProbe};
+use netns_lab::traffic::{tcp_transfer, tcp_transfer_stall, UdpProbe};
 use netns_lab::{Lab, StrongSwan, SwanConnection, TwoSites, TwoSitesConfig, VgwTimers};
 use std::time::{Duration, Instant};
 
@@ -443,14 +443,18 @@ fn ecmp_over_two_tunnels_survives_a_dead_peer() {
         .map(|k| {
             let (ha, vp) = (ha.clone(), vp.clone());
             std::thread::spawn(move || {
-                tcp_transfer_paced(
+                // A flow on the dead tunnel is silent for the DPD verdict
+                // plus TCP's retransmission backoff (which doubles): allow
+                // 25 s of silence (the gap is printed below).
+                tcp_transfer_stall(
                     &ha,
                     &vp,
                     "10.2.0.2".parse().unwrap(),
                     5700 + k,
                     FLOW,
                     Some(1 << 20),
-                    Duration::from_secs(60),
+                    Duration::from_secs(90),
+                    Duration::from_secs(25),
                 )
             })
         })
@@ -480,12 +484,12 @@ fn ecmp_over_two_tunnels_survives_a_dead_peer() {
     // VGW2 dies: charon killed (no DELETE), its BGP speaker gone, its VPC
     // link down.
     let kill_at = Instant::now();
+    lab.ip_in(&vgw2, &["link", "set", "vpc0", "down"])
+        .expect("link down");
     let s2 = swans.pop().expect("vgw2");
     s2.kill(&mut lab);
     let b2 = birds.pop().expect("bird vgw2");
     lab.stop(b2.pid());
-    lab.ip_in(&vgw2, &["link", "set", "vpc0", "down"])
-        .expect("link down");
     let withdrawn = wait_until(Duration::from_secs(40), || {
         let r = route(&lab, &gw_a, "10.2.0.0/24");
         r.contains("ipsec1") && !r.contains("ipsec2")
