@@ -3,9 +3,15 @@
 #![cfg(feature = "demo")]
 
 use netns_lab::Lab;
+use std::sync::Mutex;
+
+/// The two demos run one at a time: each checks that no namespace of this
+/// process is left behind, which the other's would look like.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
 fn demo_runs_and_cleans_up() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !Lab::require_root() {
         return;
     }
@@ -22,6 +28,7 @@ fn demo_runs_and_cleans_up() {
 
 #[test]
 fn demo_bgp_runs_and_cleans_up() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !Lab::require_root() {
         return;
     }
