@@ -267,7 +267,14 @@ fn aws_bgp_example_in_the_repository() {
     assert!(plans
         .iter()
         .all(|p| p.route_based && p.routes.is_empty() && p.mtu.mtu == 1399));
-    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // Nothing to warn about but the mode of the secrets file, which git
+    // does not keep (0644 in a fresh clone).
+    let other: Vec<_> = loaded
+        .warnings
+        .iter()
+        .filter(|w| !w.message.contains("accessible by group/others"))
+        .collect();
+    assert!(other.is_empty(), "{other:?}");
 }
 
 /// A scratch directory with files; removed on drop.
