@@ -371,16 +371,16 @@ fn check_tunnel_rp_filter(env: &Environment, ifname: &str) -> Finding {
     let num = |v: &str| v.parse::<u8>().unwrap_or(0);
     let effective = num(&iface).max(num(&all));
     if effective == 1 {
-        let mut fix = vec![
-            format!("sysctl -w {name}=2"),
-            format!("echo '{name} = 2' >> {SYSCTL_DROPIN}"),
-        ];
-        if num(&all) == 1 {
-            fix.push("sysctl -w net.ipv4.conf.all.rp_filter=2".into());
+        // max(all, if) is what counts: a 2 on the interface is enough,
+        // whatever conf.all says. tun-bridge creates its interfaces at
+        // start, so they take conf.default: that is what to persist.
+        let default = "net.ipv4.conf.default.rp_filter";
+        let mut fix = Vec::new();
+        if own.is_some() {
+            fix.push(format!("sysctl -w {name}=2"));
         }
-        if own.is_none() {
-            fix.push("sysctl -w net.ipv4.conf.default.rp_filter=2".into());
-        }
+        fix.push(format!("sysctl -w {default}=2"));
+        fix.push(format!("echo '{default} = 2' >> {SYSCTL_DROPIN}"));
         Finding {
             name,
             status: Status::Fail,
