@@ -7,6 +7,9 @@
 #   tb-gcm   two tun-bridge gateways, ESP aes128gcm16, ESP-in-UDP (encapsulation=yes:
 #            the wire format strongSwan's kernel-libipsec always uses, even without NAT)
 #   tb-gcm-raw  the same with raw ESP (IP protocol 50; tun-bridge's default without NAT)
+#   tb-gcm-bgp  tb-gcm as a route-based tunnel (ipsec-interface=1, interface-ip=
+#            169.254.10.x/30, 0.0.0.0/0 selectors, MTU 1399 as AWS sets it) with
+#            the site routes learned over BGP (BIRD 2 on both gateways)
 #   ss-gcm   two strongSwan charons (kernel-libipsec = userspace ESP), aes128gcm16
 #   tb-sha1  tun-bridge, AWS sample suite (IKE aes128-sha1-modp1024, ESP aes128-sha1-modp1024),
 #            ESP-in-UDP
@@ -106,6 +109,7 @@ need_pkgs() {
 				>"$OUT_DIR/boringtun.log" 2>&1 || die "cargo install boringtun-cli failed"
 		fi
 	fi
+	case " $SCENARIOS " in *" tb-gcm-bgp "*) command -v bird >/dev/null || missing+=(bird2) ;; esac
 	[ ${#missing[@]} = 0 ] && [ "${WG_BACKPORTS:-0}" = 0 ] && return 0
 	[ "${NO_INSTALL:-0}" = 1 ] && die "missing packages: ${missing[*]} ${WG_BACKPORTS:+wireguard-go (bookworm-backports)}"
 	if [ "${WG_BACKPORTS:-0}" = 1 ] && [ ! -e /etc/apt/sources.list.d/bookworm-backports.list ]; then
@@ -264,6 +268,67 @@ except Exception: print("?")')
 	die "tun-bridge tunnel did not come up"
 }
 
+# tb-gcm-bgp: route-based tunnel on ipsec1, inside 169.254.10.0/30, routes by BIRD.
+tb_bgp_conf() { # AUTO LEFT RIGHT INSIDE IKE ESP ENCAP
+	cat <<EOF
+config setup
+
+conn bench
+  auto=$1
+  authby=secret
+  keyexchange=ikev2
+  type=tunnel
+  left=$2
+  right=$3
+  leftsubnet=0.0.0.0/0
+  rightsubnet=0.0.0.0/0
+  ipsec-interface=1
+  interface-ip=$4
+  ike=$5
+  esp=$6
+  encapsulation=$7
+  dpddelay=10
+  dpdtimeout=30
+EOF
+}
+bird_conf() { # ROUTER_ID ASN NEIGHBOR PEER_ASN NETWORK
+	cat <<EOF
+router id $1;
+protocol device { scan time 2; }
+protocol kernel { scan time 2; ipv4 { import none; export where source = RTS_BGP; }; }
+protocol static { ipv4; route $5 blackhole; }
+protocol bgp aws {
+  local $1 as $2; neighbor $3 as $4; direct; check link yes;
+  hold time 30; keepalive time 10; connect delay time 1; connect retry time 3;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}
+EOF
+}
+tb_bgp_up() { # IKE ESP ENCAP
+	local d=$STATE/tb i pl pr
+	mkdir -p "$d"; chmod 700 "$d"
+	tb_bgp_conf add 192.0.2.2 192.0.2.1 169.254.10.1/30 "$1" "$2" "$3" >"$d/r.conf"
+	tb_bgp_conf start 192.0.2.1 192.0.2.2 169.254.10.2/30 "$1" "$2" "$3" >"$d/l.conf"
+	(umask 077; echo '192.0.2.2 192.0.2.1 : PSK "tbb-bench-psk-0123456789"' >"$d/r.secrets"
+	 echo '192.0.2.1 192.0.2.2 : PSK "tbb-bench-psk-0123456789"' >"$d/l.secrets")
+	RUST_LOG=info start_bg "$d/r.log" ip netns exec tbb-right "$TB_BIN" up --config "$d/r.conf" --secrets "$d/r.secrets" --control "$d/r.sock"; pr=$BG
+	sleep 0.3
+	RUST_LOG=info start_bg "$d/l.log" ip netns exec tbb-left "$TB_BIN" up --config "$d/l.conf" --secrets "$d/l.secrets" --control "$d/l.sock"; pl=$BG
+	GW_PIDS=("$pl" "$pr")
+	bird_conf 169.254.10.2 65000 169.254.10.1 64512 10.1.0.0/24 >"$d/l.bird.conf"
+	bird_conf 169.254.10.1 64512 169.254.10.2 65000 10.2.0.0/24 >"$d/r.bird.conf"
+	start_bg "$d/l.bird.log" ip netns exec tbb-left bird -f -c "$d/l.bird.conf" -s "$d/l.bird.ctl"
+	start_bg "$d/r.bird.log" ip netns exec tbb-right bird -f -c "$d/r.bird.conf" -s "$d/r.bird.ctl"
+	for i in $(seq 150); do
+		ip -n tbb-left route show 10.2.0.0/24 | grep -q ipsec1 &&
+			ip -n tbb-right route show 10.1.0.0/24 | grep -q ipsec1 && return 0
+		kill -0 "$pl" 2>/dev/null || break
+		sleep 0.2
+	done
+	tail -20 "$d/l.log" "$d/r.log" "$d/l.bird.log" >&2
+	die "tb-gcm-bgp: no BGP routes over the tunnel"
+}
+
 ss_conf() { # DIR
 	local d=$1 sub
 	mkdir -p "$d/run"
@@ -386,6 +451,7 @@ scenario_up() {
 		tb-gcm-v6) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 yes 6 6 ;;
 		tb-gcm-raw-v6) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 no 6 6 ;;
 		tb-gcm-v6in) tb_up aes128gcm16-prfsha256-modp2048 aes128gcm16 "$TB_ENCAP" 4 6 ;;
+		tb-gcm-bgp) tb_bgp_up aes128gcm16-prfsha256-modp2048 aes128gcm16 "$TB_ENCAP" ;;
 		tb-sha1) tb_up aes128-sha1-modp1024 aes128-sha1-modp1024 "$TB_ENCAP" ;;
 		ss-gcm) ss_up aes128gcm16-prfsha256-modp2048 aes128gcm16 ;;
 		ss-sha1) ss_up aes128-sha1-modp1024 aes128-sha1-modp1024 ;;
@@ -638,6 +704,7 @@ rows = [("tcp_1_0", "TCP 1 stream lhost->rhost, Mbit/s", 0),
 ratios = [("tb-gcm", "ss-gcm"), ("tb-sha1", "ss-sha1"), ("tb-gcm", "wg"), ("tb-gcm", "bt"),
           ("tb-gcm-raw", "ss-gcm"), ("tb-gcm-v6", "tb-gcm"), ("tb-gcm-raw-v6", "tb-gcm-raw"),
           ("tb-gcm-v6in", "tb-gcm"), ("tb-gcm", "plain"),
+          ("tb-gcm-bgp", "tb-gcm"),
           ("tb-gcm", "tb-gcm@base"), ("tb-gcm-raw", "tb-gcm-raw@base")]
 ratios = [r for r in ratios if r[0] in scen and r[1] in scen]
 hdr = ["metric (median of %s x %s s)" % (runs, secs)] + scen + ["%s / %s" % r for r in ratios]

@@ -1,6 +1,7 @@
 //! Fuzzes the ipsec.conf and ipsec.secrets parsers and the resolution into
 //! effective connections (with `ike=`/`esp=` parsed by ike-lite), and checks
-//! that whatever `check` accepts plans without error. Input bytes are split
+//! that whatever `check` accepts plans without error (route-based keys
+//! `ipsec-interface=`/`interface-ip=` and the VTI updown shapes included). Input bytes are split
 //! at the first NUL into a config part and a secrets part. Parsing is in
 //! memory: `include` lines are reported as errors and never read a file.
 #![no_main]
@@ -54,7 +55,11 @@ fuzz_target!(|data: &[u8]| {
             for c in &loaded.config.conns {
                 let _ = tun_bridge::check::render_conn(c);
             }
-            if plan::select_conns(&loaded.config, &[]).is_ok() {
+            if let Ok(sel) = plan::select_conns(&loaded.config, &[]) {
+                // The interface plan (ipsec-interface=, interface-ip=,
+                // updown shapes) renders for what `check` accepts.
+                let conns: Vec<_> = sel.iter().map(|(c, _)| *c).collect();
+                let _ = tun_bridge::check::render_interfaces(&conns);
                 plan_offline::plan_all(&loaded.config, &[]);
             }
         }

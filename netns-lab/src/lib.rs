@@ -20,6 +20,7 @@
 //! Every wait is bounded by a timeout.
 #![deny(missing_docs)]
 
+pub mod bgp;
 mod capture;
 mod process;
 mod strongswan;

@@ -127,9 +127,28 @@ pub fn tcp_transfer_paced(
     pace: Option<u64>,
     timeout: Duration,
 ) -> Result<TransferReport> {
+    let stall = Duration::from_secs(10);
+    tcp_transfer_stall(src_ns, dst_ns, dst, port, bytes, pace, timeout, stall)
+}
+
+/// Like [`tcp_transfer_paced`], with the silence that counts as a stalled
+/// connection given: a flow that lost packets for some seconds (a dead
+/// tunnel, until traffic moves to another) may be silent for twice that
+/// by TCP's exponential retransmission backoff.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_transfer_stall(
+    src_ns: &str,
+    dst_ns: &str,
+    dst: impl Into<IpAddr>,
+    port: u16,
+    bytes: u64,
+    pace: Option<u64>,
+    timeout: Duration,
+    stall: Duration,
+) -> Result<TransferReport> {
     let dst: IpAddr = dst.into();
     let deadline = Instant::now() + timeout;
-    let stall = Duration::from_secs(10).min(timeout);
+    let stall = stall.min(timeout);
     let listener = in_netns(dst_ns, || TcpListener::bind((dst, port)))?
         .map_err(io(format!("bind {dst}:{port} in {dst_ns}")))?;
     listener

@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use crate::cli::CheckArgs;
 use crate::config::values::fmt_duration;
 use crate::config::{self, EffectiveConn};
+use crate::packet::mss::OuterFamily;
 use crate::runtime::plan::{self, SelectError};
 
 /// Runs `check`: settings to `out`, diagnostics to `err`. Returns `Ok(true)`
@@ -17,7 +18,8 @@ use crate::runtime::plan::{self, SelectError};
 pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<bool> {
     match config::load(&args.config, &args.secrets) {
         Ok(loaded) => {
-            if let Err(e) = plan::select_conns(&loaded.config, &args.conns) {
+            let selected = plan::select_conns(&loaded.config, &args.conns);
+            if let Err(e) = selected {
                 for w in &loaded.warnings {
                     writeln!(err, "{w}")?;
                 }
@@ -37,6 +39,11 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Re
             let flood = loaded.config.setup.flood_limits();
             out.write_all(config::flood::render(&flood).as_bytes())?;
             writeln!(out)?;
+            if let Ok(sel) = &selected {
+                let conns: Vec<&EffectiveConn> = sel.iter().map(|(c, _)| *c).collect();
+                out.write_all(render_interfaces(&conns).as_bytes())?;
+                writeln!(out)?;
+            }
             for w in &loaded.warnings {
                 writeln!(err, "{w}")?;
             }
@@ -142,6 +149,9 @@ pub fn render_conn(c: &EffectiveConn) -> String {
     if !t.routes.is_empty() {
         tun.push(format!("routes {}", list(&t.routes, "")));
     }
+    if t.route_based {
+        tun.push("route-based".into());
+    }
     kv(
         "tunnel",
         if tun.is_empty() {
@@ -159,6 +169,74 @@ pub fn render_conn(c: &EffectiveConn) -> String {
             }),
     );
     format!("conn {} ({})\n{s}", c.name, c.source)
+}
+
+/// The interface plan of the connections `up` would run: per interface
+/// its name, connections, kind (route-based or policy-based), inside
+/// address, MTU, selectors and the routes tun-bridge installs.
+pub fn render_interfaces(conns: &[&EffectiveConn]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for c in conns {
+        let n = plan::ifname(c);
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let mut s = String::from("interfaces\n");
+    for name in names {
+        let on: Vec<&&EffectiveConn> = conns.iter().filter(|c| plan::ifname(c) == name).collect();
+        let first = on[0];
+        let family = match first.local.ip() {
+            Some(std::net::IpAddr::V6(_)) => OuterFamily::V6,
+            _ => OuterFamily::V4,
+        };
+        let mtu = plan::tunnel_mtu(first, family)
+            .map_or_else(|e| format!("({e})"), |m| m.mtu.to_string());
+        let addrs: Vec<String> = on
+            .iter()
+            .flat_map(|c| c.tunnel.local_inside.iter().chain(&c.tunnel.extra_inside))
+            .map(|a| a.to_string())
+            .collect();
+        let route_based = on.iter().all(|c| c.tunnel.route_based);
+        let _ = writeln!(
+            s,
+            "  {name}: {} ({}), mtu {mtu}, address {}",
+            if route_based {
+                "route-based"
+            } else {
+                "policy-based"
+            },
+            first
+                .tunnel
+                .origin
+                .map_or("default name".to_string(), |o| o.to_string()),
+            list(&addrs, "(none)"),
+        );
+        for c in on {
+            let routes = if c.tunnel.route_based {
+                if c.tunnel.routes.is_empty() {
+                    "none (the routing daemon owns the table)".to_string()
+                } else {
+                    list(&c.tunnel.routes, "")
+                }
+            } else if c.remote_subnets.iter().any(|n| n.prefix == 0) {
+                list(&c.tunnel.routes, "none")
+            } else {
+                list(&c.remote_subnets, "(the peer address)")
+            };
+            let _ = writeln!(
+                s,
+                "    conn {}: selectors {} === {}, peer inside {}, routes {routes}",
+                c.name,
+                list(&c.local_subnets, "(left address)"),
+                list(&c.remote_subnets, "(right address)"),
+                c.tunnel
+                    .remote_inside
+                    .map_or("(none)".to_string(), |a| a.to_string()),
+            );
+        }
+    }
+    s
 }
 
 fn yes_no(b: bool) -> String {

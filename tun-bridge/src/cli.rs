@@ -119,13 +119,24 @@ pub struct CheckArgs {
     pub conns: Vec<String>,
 }
 
-/// `tun-bridge doctor` (no arguments).
+/// `tun-bridge doctor`.
 #[derive(Debug, Clone, Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Also check this tunnel interface (repeatable; existing TUN
+    /// interfaces are found by themselves), e.g. `ipsec1` of a
+    /// route-based tunnel before `up` creates it.
+    #[arg(long = "interface", short = 'i', value_name = "NAME")]
+    pub interfaces: Vec<String>,
+}
 
-/// `tun-bridge demo` (no arguments).
+/// `tun-bridge demo`.
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// AWS dynamic routing instead: two route-based tunnels, BIRD on both
+    /// sides, an ECMP route, one tunnel dying midway (needs BIRD 2).
+    #[arg(long)]
+    pub bgp: bool,
+}
 
 #[cfg(test)]
 mod tests {

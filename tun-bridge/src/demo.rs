@@ -80,6 +80,9 @@ pub enum DemoError {
     },
     /// The TCP transfer failed or arrived damaged.
     Transfer(String),
+    /// `demo --bgp`: BIRD did not start, or BGP or the ECMP route did not
+    /// come, or traffic did not move to the surviving tunnel.
+    Bgp(String),
     /// A gateway did not exit with status 0 after SIGTERM.
     Shutdown {
         /// Which gateway.
@@ -114,6 +117,7 @@ impl fmt::Display for DemoError {
             ),
             DemoError::Ping { from, to } => write!(f, "no ping reply from {to} (sent from {from})"),
             DemoError::Transfer(e) => write!(f, "TCP transfer: {e}"),
+            DemoError::Bgp(e) => write!(f, "BGP: {e}"),
             DemoError::Shutdown {
                 gateway,
                 status,
@@ -143,24 +147,24 @@ impl From<LabError> for DemoError {
 }
 
 /// One side of the demo tunnel.
-struct Side {
+pub(crate) struct Side {
     /// `gateway A (onprem)` / `gateway B (vpc)`.
-    label: &'static str,
-    ns: String,
-    conf: PathBuf,
-    secrets: PathBuf,
-    control: PathBuf,
-    log: PathBuf,
-    pid: Option<u32>,
+    pub(crate) label: &'static str,
+    pub(crate) ns: String,
+    pub(crate) conf: PathBuf,
+    pub(crate) secrets: PathBuf,
+    pub(crate) control: PathBuf,
+    pub(crate) log: PathBuf,
+    pub(crate) pid: Option<u32>,
 }
 
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), DemoError> {
+pub(crate) fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), DemoError> {
     let err = |source| DemoError::Write {
         path: path.to_path_buf(),
         source,
@@ -176,7 +180,7 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), DemoError> {
 }
 
 /// A random PSK of 32 characters from AWS's allowed set (letters, digits).
-fn random_psk() -> Zeroizing<String> {
+pub(crate) fn random_psk() -> Zeroizing<String> {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut raw = Zeroizing::new([0u8; 32]);
     // 62 * 4 = 248: reject bytes >= 248 to stay uniform.
@@ -230,14 +234,14 @@ conn Tunnel1
     )
 }
 
-fn status_of(side: &Side) -> Result<StatusReport, String> {
+pub(crate) fn status_of(side: &Side) -> Result<StatusReport, String> {
     let r = control::query(&side.control, &Request::Status, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
     r.status
         .ok_or_else(|| r.error.unwrap_or_else(|| "answer without status".into()))
 }
 
-fn wait_established(lab: &mut Lab, side: &Side) -> Result<StatusReport, DemoError> {
+pub(crate) fn wait_established(lab: &mut Lab, side: &Side) -> Result<StatusReport, DemoError> {
     let deadline = Instant::now() + TUNNEL_TIMEOUT;
     let pid = side.pid.expect("started");
     let mut last;

@@ -1,6 +1,9 @@
 //! `tun-bridge doctor`: host checks from the Libreswan-on-CentOS setup
 //! (forwarding and redirect sysctls, rp_filter, source routing), plus
-//! `/dev/net/tun`, privileges, and free IKE ports. Every path is injectable
+//! `/dev/net/tun`, privileges, and free IKE ports; for route-based tunnels
+//! the effective rp_filter of every tunnel interface (existing TUNs and
+//! `--interface` names) and, with several of them (ECMP), the multipath
+//! hash policy. Every path is injectable
 //! through [`Environment`] so tests run against a fake `/proc/sys` tree.
 //!
 //! The port probe only binds UDP sockets and closes them; nothing is sent.
@@ -57,6 +60,10 @@ pub struct Environment {
     pub bind_addr: IpAddr,
     /// UDP ports that must be free (500, 4500).
     pub udp_ports: Vec<u16>,
+    /// Network interfaces (`/sys/class/net`): TUN devices have `tun_flags`.
+    pub sys_class_net: PathBuf,
+    /// Tunnel interfaces named on the command line (`--interface`).
+    pub interfaces: Vec<String>,
 }
 
 impl Default for Environment {
@@ -67,6 +74,8 @@ impl Default for Environment {
             dev_tun: PathBuf::from("/dev/net/tun"),
             bind_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             udp_ports: vec![500, 4500],
+            sys_class_net: PathBuf::from("/sys/class/net"),
+            interfaces: Vec::new(),
         }
     }
 }
@@ -318,9 +327,112 @@ fn check_port(env: &Environment, port: u16) -> Finding {
     }
 }
 
+fn read_sysctl(env: &Environment, key: &str) -> Option<String> {
+    std::fs::read_to_string(sysctl_path(&env.proc_sys, key))
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
+/// The tunnel interfaces to check: `--interface` names, then every
+/// existing TUN device (one with `tun_flags` in `/sys/class/net`).
+fn tunnel_interfaces(env: &Environment) -> Vec<String> {
+    let mut names = env.interfaces.clone();
+    if let Ok(dir) = std::fs::read_dir(&env.sys_class_net) {
+        let mut tuns: Vec<String> = dir
+            .flatten()
+            .filter(|e| e.path().join("tun_flags").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        tuns.sort();
+        for t in tuns {
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+    }
+    names
+}
+
+/// rp_filter of one tunnel interface: the kernel applies the larger of
+/// `conf.all` and `conf.<if>` (an interface not created yet takes
+/// `conf.default`). Strict (1) drops what arrives on one tunnel for a
+/// source routed over another (ECMP, or a BGP route not learned yet).
+fn check_tunnel_rp_filter(env: &Environment, ifname: &str) -> Finding {
+    let name = format!("net.ipv4.conf.{ifname}.rp_filter");
+    let own = read_sysctl(env, &name);
+    let (iface, from) = match &own {
+        Some(v) => (v.clone(), name.clone()),
+        None => (
+            read_sysctl(env, "net.ipv4.conf.default.rp_filter").unwrap_or_default(),
+            "net.ipv4.conf.default.rp_filter (the interface does not exist yet)".to_string(),
+        ),
+    };
+    let all = read_sysctl(env, "net.ipv4.conf.all.rp_filter").unwrap_or_default();
+    let num = |v: &str| v.parse::<u8>().unwrap_or(0);
+    let effective = num(&iface).max(num(&all));
+    if effective == 1 {
+        // max(all, if) is what counts: a 2 on the interface is enough,
+        // whatever conf.all says. tun-bridge creates its interfaces at
+        // start, so they take conf.default: that is what to persist.
+        let default = "net.ipv4.conf.default.rp_filter";
+        let mut fix = Vec::new();
+        if own.is_some() {
+            fix.push(format!("sysctl -w {name}=2"));
+        }
+        fix.push(format!("sysctl -w {default}=2"));
+        fix.push(format!("echo '{default} = 2' >> {SYSCTL_DROPIN}"));
+        Finding {
+            name,
+            status: Status::Fail,
+            detail: format!(
+                "strict (max of {from} = {iface} and conf.all = {all}): a tunnel interface needs 0 or 2, or replies arriving over the other tunnel (ECMP) are dropped"
+            ),
+            fix,
+        }
+    } else {
+        Finding {
+            name,
+            status: Status::Ok,
+            detail: format!("effective {effective} ({from} = {iface}, conf.all = {all})"),
+            fix: Vec::new(),
+        }
+    }
+}
+
+/// With several tunnel interfaces (ECMP over AWS Tunnel1 and Tunnel2),
+/// the default multipath hash (addresses only) puts every flow between
+/// two hosts on one tunnel; policy 1 hashes ports too.
+fn check_multipath_hash(env: &Environment, tunnels: usize) -> Finding {
+    let key = "net.ipv4.fib_multipath_hash_policy";
+    let v = read_sysctl(env, key).unwrap_or_else(|| "0".into());
+    if v == "0" && tunnels >= 2 {
+        Finding {
+            name: key.into(),
+            status: Status::Warn,
+            detail: format!(
+                "= 0 with {tunnels} tunnel interfaces: ECMP spreads by addresses only, so all flows between two hosts use one tunnel; 1 adds ports"
+            ),
+            fix: vec![
+                format!("sysctl -w {key}=1"),
+                format!("echo '{key} = 1' >> {SYSCTL_DROPIN}"),
+            ],
+        }
+    } else {
+        Finding {
+            name: key.into(),
+            status: Status::Ok,
+            detail: format!("= {v} (matters for ECMP over several tunnels)"),
+            fix: Vec::new(),
+        }
+    }
+}
+
 /// Runs every check against `env`.
 pub fn run_checks(env: &Environment) -> Vec<Finding> {
     let mut out: Vec<Finding> = SYSCTLS.iter().map(|r| check_sysctl(env, r)).collect();
+    let tunnels = tunnel_interfaces(env);
+    out.extend(tunnels.iter().map(|i| check_tunnel_rp_filter(env, i)));
+    out.push(check_multipath_hash(env, tunnels.len()));
     out.push(check_tun(env));
     out.push(check_caps(env));
     out.extend(env.udp_ports.iter().map(|&p| check_port(env, p)));
@@ -356,9 +468,14 @@ pub fn report(findings: &[Finding], out: &mut dyn Write) -> io::Result<bool> {
     Ok(fails == 0)
 }
 
-/// `tun-bridge doctor` on the real system.
-pub fn run(out: &mut dyn Write) -> io::Result<bool> {
-    report(&run_checks(&Environment::default()), out)
+/// `tun-bridge doctor` on the real system, with the tunnel interfaces
+/// named by `--interface`.
+pub fn run(interfaces: &[String], out: &mut dyn Write) -> io::Result<bool> {
+    let env = Environment {
+        interfaces: interfaces.to_vec(),
+        ..Environment::default()
+    };
+    report(&run_checks(&env), out)
 }
 
 #[cfg(test)]
@@ -391,6 +508,8 @@ mod tests {
                 dev_tun: PathBuf::from("/dev/null"),
                 bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 udp_ports: Vec::new(),
+                sys_class_net: self.0.join("net"),
+                interfaces: Vec::new(),
             }
         }
     }
@@ -493,5 +612,73 @@ mod tests {
             Some(0x3000)
         );
         assert_eq!(parse_cap_eff("nothing"), None);
+    }
+
+    #[test]
+    fn route_based_tunnel_interfaces() {
+        let t = Tree::new("route");
+        good(&t);
+        // Two TUNs exist (ipsec1 strict, ipsec2 loose); ipsec3 is named on
+        // the command line and does not exist yet.
+        for (dev, tun) in [("ipsec1", true), ("ipsec2", true), ("wan0", false)] {
+            let d = t.0.join("net").join(dev);
+            std::fs::create_dir_all(&d).unwrap();
+            if tun {
+                std::fs::write(d.join("tun_flags"), "0x1001\n").unwrap();
+            }
+        }
+        t.set("net.ipv4.conf.all.rp_filter", "0");
+        t.set("net.ipv4.conf.ipsec1.rp_filter", "1");
+        t.set("net.ipv4.conf.ipsec2.rp_filter", "2");
+        t.set("net.ipv4.fib_multipath_hash_policy", "0");
+        let mut env = t.env("000001ffffffffff");
+        env.interfaces = vec!["ipsec3".into()];
+        let f = run_checks(&env);
+        let names: Vec<&str> = f
+            .iter()
+            .map(|x| x.name.as_str())
+            .filter(|n| n.contains("ipsec") || n.contains("wan0"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "net.ipv4.conf.ipsec3.rp_filter",
+                "net.ipv4.conf.ipsec1.rp_filter",
+                "net.ipv4.conf.ipsec2.rp_filter"
+            ]
+        );
+        let rp1 = by_name(&f, "net.ipv4.conf.ipsec1.rp_filter");
+        assert_eq!(rp1.status, Status::Fail);
+        assert_eq!(rp1.fix[0], "sysctl -w net.ipv4.conf.ipsec1.rp_filter=2");
+        // The kernel applies max(conf.all, conf.<if>).
+        let rp2 = by_name(&f, "net.ipv4.conf.ipsec2.rp_filter");
+        assert_eq!(rp2.status, Status::Ok);
+        assert!(rp2.detail.starts_with("effective 2"), "{}", rp2.detail);
+        // Not created yet: conf.default (2) decides.
+        assert_eq!(
+            by_name(&f, "net.ipv4.conf.ipsec3.rp_filter").status,
+            Status::Ok
+        );
+        let hash = by_name(&f, "net.ipv4.fib_multipath_hash_policy");
+        assert_eq!(hash.status, Status::Warn);
+        assert_eq!(
+            hash.fix[0],
+            "sysctl -w net.ipv4.fib_multipath_hash_policy=1"
+        );
+        // Strict conf.all and default: every interface without its own 2.
+        t.set("net.ipv4.conf.all.rp_filter", "1");
+        t.set("net.ipv4.conf.default.rp_filter", "1");
+        t.set("net.ipv4.fib_multipath_hash_policy", "1");
+        let f = run_checks(&env);
+        let rp3 = by_name(&f, "net.ipv4.conf.ipsec3.rp_filter");
+        assert_eq!(rp3.status, Status::Fail);
+        assert!(rp3
+            .fix
+            .contains(&"sysctl -w net.ipv4.conf.default.rp_filter=2".to_string()));
+        let status = |n: &str| by_name(&f, n).status;
+        assert_eq!(status("net.ipv4.conf.ipsec1.rp_filter"), Status::Fail);
+        // max(1, 2) = 2: the interface's own loose setting wins.
+        assert_eq!(status("net.ipv4.conf.ipsec2.rp_filter"), Status::Ok);
+        assert_eq!(status("net.ipv4.fib_multipath_hash_policy"), Status::Ok);
     }
 }

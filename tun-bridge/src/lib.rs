@@ -21,6 +21,8 @@ pub mod control;
 pub mod dataplane;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
+pub mod demo_bgp;
 pub mod doctor;
 pub mod engine;
 pub mod logging;

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     logging::init(log_format);
     let result = match cli.command {
         Command::Check(a) => return exit(check::run(&a, &mut io::stdout(), &mut io::stderr())),
-        Command::Doctor(_) => return exit(doctor::run(&mut io::stdout())),
+        Command::Doctor(a) => return exit(doctor::run(&a.interfaces, &mut io::stdout())),
         Command::Up(a) => runtime::up(a),
         Command::Status(a) => runtime::status(a),
         Command::Initiate(a) => runtime::initiate(a),

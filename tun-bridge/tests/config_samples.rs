@@ -167,6 +167,116 @@ fn aws_strongswan_sample() {
     assert_eq!(lines("leftupdown is not executed"), [37, 62]);
 }
 
+/// Plans the sample's connections with `left=%defaultroute` standing for
+/// `local`.
+fn plan_sample(cfg: &config::Config, local: &str) -> Vec<tun_bridge::runtime::plan::ConnPlan> {
+    use tun_bridge::runtime::plan;
+    plan::select_conns(cfg, &[])
+        .unwrap()
+        .into_iter()
+        .map(|(c, m)| {
+            let Endpoint::Ip(remote) = c.remote else {
+                panic!("sample peers are IP literals")
+            };
+            plan::plan_conn(c, m, ip(local), remote, &cfg.secrets, true).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn aws_bgp_libreswan_ipsec_interface_sample() {
+    let loaded = config::load(
+        &data("libreswan-bgp/ipsec.conf"),
+        &data("libreswan-bgp/ipsec.secrets"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = &loaded.config;
+    let t1 = cfg.conn("Tunnel1").unwrap();
+    assert!(t1.tunnel.route_based);
+    assert_eq!(t1.tunnel.ipsec_interface, Some(1));
+    assert_eq!(t1.tunnel.name.as_deref(), Some("ipsec1"));
+    assert_eq!(
+        t1.tunnel.local_inside.unwrap().to_string(),
+        "169.254.10.2/30"
+    );
+    let plans = plan_sample(cfg, "198.51.100.10");
+    assert_eq!(plans[0].ifname, "ipsec1");
+    assert_eq!(plans[1].ifname, "ipsec2");
+    assert_eq!(plans[0].mtu.mtu, 1399);
+    assert_eq!(plans[1].mtu.mtu, 1400);
+    assert!(plans.iter().all(|p| p.route_based && p.routes.is_empty()));
+    assert_eq!(
+        tun_bridge::runtime::plan::failover_groups(&plans),
+        vec![vec![0], vec![1]]
+    );
+    assert_eq!(plan_offline::plan_all(cfg, &[]), 2);
+    let plan = tun_bridge::check::render_interfaces(&cfg.conns.iter().collect::<Vec<_>>());
+    assert!(
+        plan.contains("ipsec1: route-based (ipsec-interface=1), mtu 1399, address 169.254.10.2/30"),
+        "{plan}"
+    );
+    assert!(plan.contains(
+        "conn Tunnel2: selectors 0.0.0.0/0 === 0.0.0.0/0, peer inside (none), routes none (the routing daemon owns the table)"
+    ));
+}
+
+#[test]
+fn aws_bgp_strongswan_vti_sample() {
+    let loaded = config::load(
+        &data("strongswan-vti/ipsec.conf"),
+        &data("strongswan-vti/ipsec.secrets"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = &loaded.config;
+    let plans = plan_sample(cfg, "198.51.100.20");
+    assert_eq!(plans[0].ifname, "Tunnel1");
+    assert_eq!(plans[1].ifname, "vti2");
+    assert_eq!(plans[1].inside, Some((ip("169.254.20.2"), 30)));
+    assert_eq!(plans[1].remote_inside, Some(ip("169.254.20.1")));
+    assert!(plans.iter().all(|p| p.route_based && p.routes.is_empty()));
+    let not_run: Vec<u32> = loaded
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("leftupdown is not executed"))
+        .map(|w| w.line)
+        .collect();
+    assert_eq!(not_run, [28, 34]);
+    let plan = tun_bridge::check::render_interfaces(&cfg.conns.iter().collect::<Vec<_>>());
+    assert!(
+        plan.contains("vti2: route-based (ipsec-vti.sh 2), mtu 1399, address 169.254.20.2/30"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn aws_bgp_example_in_the_repository() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/aws-bgp");
+    let loaded = config::load(&ex.join("ipsec.conf"), &ex.join("ipsec.secrets"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plans = plan_sample(&loaded.config, "198.51.100.10");
+    assert_eq!(
+        plans
+            .iter()
+            .map(|p| (p.ifname.as_str(), p.inside.map(|i| i.0.to_string())))
+            .collect::<Vec<_>>(),
+        [
+            ("ipsec1", Some("169.254.10.2".to_string())),
+            ("ipsec2", Some("169.254.11.2".to_string()))
+        ]
+    );
+    assert!(plans
+        .iter()
+        .all(|p| p.route_based && p.routes.is_empty() && p.mtu.mtu == 1399));
+    // Nothing to warn about but the mode of the secrets file, which git
+    // does not keep (0644 in a fresh clone).
+    let other: Vec<_> = loaded
+        .warnings
+        .iter()
+        .filter(|w| !w.message.contains("accessible by group/others"))
+        .collect();
+    assert!(other.is_empty(), "{other:?}");
+}
+
 /// A scratch directory with files; removed on drop.
 struct Scratch(PathBuf);
 

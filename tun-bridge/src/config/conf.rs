@@ -59,6 +59,8 @@ pub const CONN_KEYS: &[(&str, &str)] = &[
     ("compress", "compress"),
     ("mtu", "mtu"),
     ("vti-interface", "vti-interface"),
+    ("ipsec-interface", "ipsec-interface"),
+    ("interface-ip", "interface-ip"),
 ];
 
 /// Keys accepted (and kept as text) in `config setup`.

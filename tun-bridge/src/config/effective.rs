@@ -19,6 +19,9 @@ use ike_lite::proposal::ProposalError;
 
 use super::conf::{RawConfig, RawEntry, RawSection, SectionKind};
 use super::error::{ConfigErrorKind, Diagnostics, Location};
+use super::interface::{
+    all_default, ipsec_ifname, parse_ipsec_interface, parse_vti_updown, InterfaceOrigin,
+};
 use super::proposals::{EspProposals, IkeProposals};
 use super::secrets::{Psk, Secrets};
 use super::values::*;
@@ -70,6 +73,21 @@ pub struct TunnelSettings {
     pub mark: Option<u32>,
     /// Static routes through the tunnel (`-r`).
     pub routes: Vec<IpNet>,
+    /// `ipsec-interface=N` (Libreswan): connections with the same number
+    /// share the interface `ipsecN`.
+    pub ipsec_interface: Option<u32>,
+    /// Where the interface name comes from (`None`: `tb-<conn>`).
+    pub origin: Option<InterfaceOrigin>,
+    /// Further inside addresses of this end (`interface-ip=` with a
+    /// comma-separated list, a tun-bridge extension: e.g. an IPv6 inside
+    /// address next to the IPv4 one for a second BGP session).
+    pub extra_inside: Vec<IfAddr>,
+    /// A route-based tunnel: default selectors on both sides and an
+    /// interface of its own ([`super::interface`]); no routes are
+    /// installed beyond updown `-r` prefixes, the carrier follows the
+    /// Child SA, and the MTU defaults to
+    /// [`super::interface::ROUTE_BASED_MTU`].
+    pub route_based: bool,
 }
 
 /// `config setup` keys, kept as text; tun-bridge interprets only the IKE
@@ -673,6 +691,7 @@ fn build(
     let mut tunnel = TunnelSettings::default();
     if let Some((_, name)) = typed(m, "vti-interface", cx, parse_ifname) {
         tunnel.name = Some(name);
+        tunnel.origin = Some(InterfaceOrigin::VtiInterface);
     }
     let updown = value(m, "leftupdown").map(|(e, v)| {
         match parse_aws_updown(v) {
@@ -689,9 +708,11 @@ fn build(
                         );
                     }
                 }
-                let name = tunnel.name.take();
+                let (name, origin) = (tunnel.name.take(), tunnel.origin.take());
+                let aws = t.name.is_some().then_some(InterfaceOrigin::AwsUpdown);
                 tunnel = TunnelSettings {
                     name: t.name.or(name),
+                    origin: aws.or(origin),
                     ..t
                 };
             }
@@ -699,13 +720,51 @@ fn build(
                 &e.loc,
                 format!("leftupdown is not executed, and its arguments were not understood: {r}"),
             ),
-            None => cx.diag.warn(
-                &e.loc,
-                "leftupdown is not executed: routes are managed by tun-bridge",
-            ),
+            None => match parse_vti_updown(v) {
+                Some(Ok(t)) => {
+                    cx.diag.warn(
+                        &e.loc,
+                        format!(
+                            "leftupdown is not executed: tun-bridge sets up interface vti{} with {} itself (this script's arguments); the peer is {}",
+                            t.id, t.local_inside, t.remote_inside
+                        ),
+                    );
+                    tunnel.name = Some(format!("vti{}", t.id));
+                    tunnel.origin = Some(InterfaceOrigin::IpsecVti(t.id));
+                    tunnel.local_inside = Some(t.local_inside);
+                    tunnel.remote_inside = Some(t.remote_inside);
+                }
+                Some(Err(r)) => cx.diag.warn(
+                    &e.loc,
+                    format!(
+                        "leftupdown is not executed, and its arguments were not understood: {r}"
+                    ),
+                ),
+                None => cx.diag.warn(
+                    &e.loc,
+                    "leftupdown is not executed: routes are managed by tun-bridge",
+                ),
+            },
         }
         v.to_string()
     });
+    interface_settings(m, cx, &mut tunnel, mark.is_some());
+    let route_based_selectors = all_default(&local_subnets) && all_default(&remote_subnets);
+    tunnel.route_based = route_based_selectors && tunnel.origin.is_some();
+    if let (Some(o), false) = (tunnel.origin, route_based_selectors) {
+        if !matches!(
+            o,
+            InterfaceOrigin::AwsUpdown | InterfaceOrigin::VtiInterface
+        ) {
+            let at = m.get("rightsubnet").map_or(&s.loc, |e| &e.loc);
+            cx.diag.warn(
+                at,
+                format!(
+                    "{o} without leftsubnet=0.0.0.0/0 and rightsubnet=0.0.0.0/0 (or ::/0): a named interface with routes to rightsubnet, not a route-based tunnel"
+                ),
+            );
+        }
+    }
     if let Some((e, _)) = value(m, "rightupdown") {
         cx.diag.warn(
             &e.loc,
@@ -797,6 +856,45 @@ fn build(
         updown,
         psk,
     })
+}
+
+/// `ipsec-interface=`, `interface-ip=` and a bare `mark=`: the interface
+/// of a (possibly) route-based tunnel. `ipsec-interface=` names the
+/// interface over any updown `-ln`; `interface-ip=` over any `-ll`.
+fn interface_settings(m: &Merged<'_>, cx: &mut Ctx<'_>, tunnel: &mut TunnelSettings, mark: bool) {
+    if let Some((e, Some(n))) = typed(m, "ipsec-interface", cx, parse_ipsec_interface) {
+        if tunnel.name.is_some() {
+            cx.diag.warn(
+                &e.loc,
+                format!(
+                    "ipsec-interface={n} names the interface {}; the other interface name is ignored",
+                    ipsec_ifname(n)
+                ),
+            );
+        }
+        tunnel.name = Some(ipsec_ifname(n));
+        tunnel.ipsec_interface = Some(n);
+        tunnel.origin = Some(InterfaceOrigin::IpsecInterface(n));
+    }
+    let addr_list = |v: &str| -> Result<Vec<IfAddr>, String> {
+        v.split(',')
+            .map(|a| IfAddr::parse(a.trim()))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    if let Some((e, mut list)) = typed(m, "interface-ip", cx, addr_list) {
+        let a = list.remove(0);
+        tunnel.extra_inside = list;
+        if tunnel.ipsec_interface.is_none() {
+            cx.diag.warn(
+                &e.loc,
+                "interface-ip= without ipsec-interface= applies to this conn's own interface",
+            );
+        }
+        tunnel.local_inside = Some(a);
+    }
+    if tunnel.origin.is_none() && (mark || tunnel.mark.is_some()) {
+        tunnel.origin = Some(InterfaceOrigin::Mark);
+    }
 }
 
 fn proposal_error(cx: &mut Ctx<'_>, e: &RawEntry, err: &ProposalError) {

@@ -13,6 +13,7 @@ pub mod conf;
 pub mod effective;
 pub mod error;
 pub mod flood;
+pub mod interface;
 pub mod proposals;
 pub mod secrets;
 pub mod source;

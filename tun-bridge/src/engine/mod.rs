@@ -81,6 +81,15 @@ pub enum Action {
     },
     /// IKE keys for `--log-keys`.
     IkeSecrets(Box<IkeSaSecrets>),
+    /// The operational state of a route-based tunnel's interface: up while
+    /// it has a Child SA and a live peer, down otherwise (the shell turns
+    /// the carrier on or off; the address stays). Rekeys do not toggle it.
+    Link {
+        /// The tunnel.
+        tunnel: TunnelId,
+        /// Carrier on.
+        up: bool,
+    },
 }
 
 /// A change to the data path (carried out by [`crate::dataplane`]).
@@ -219,6 +228,13 @@ impl Engine {
                 tunnel: id,
                 policies,
             }));
+            if plan.route_based {
+                // No carrier until the first Child SA.
+                actions.push_back(Action::Link {
+                    tunnel: id,
+                    up: false,
+                });
+            }
             let conn = ike.add_peer(plan.peer.clone());
             by_conn.insert(conn, id);
             tunnels.push(Tunnel::new(id, plan, conn));
@@ -492,6 +508,21 @@ impl Engine {
         }
         if any {
             self.update_groups();
+            self.update_links();
+        }
+    }
+
+    /// Queues a [`Action::Link`] for every route-based tunnel whose
+    /// usability changed (a Child SA came or went, DPD declared the peer
+    /// dead or it answered again).
+    fn update_links(&mut self) {
+        for t in self.tunnels.iter_mut().filter(|t| t.plan.route_based) {
+            let up = t.usable();
+            if up != t.link_up {
+                t.link_up = up;
+                info!(conn = %t.plan.name, dev = %t.plan.ifname, up, "tunnel interface carrier");
+                self.actions.push_back(Action::Link { tunnel: t.id, up });
+            }
         }
     }
 
@@ -804,7 +835,13 @@ impl Engine {
         if self.shutdown_at.is_some() || t.parked == Some(Parked::AdminDown) {
             return;
         }
-        match lifecycle::restart_after_down(&t.plan, reason, was_up, t.attempts) {
+        let restart = match lifecycle::restart_after_down(&t.plan, reason, was_up, t.attempts) {
+            // No traffic reaches an interface without carrier: a
+            // route-based tunnel restarts instead of waiting for it.
+            Restart::OnTraffic if t.plan.route_based => Restart::After,
+            r => r,
+        };
+        match restart {
             Restart::Never => {}
             Restart::OnTraffic => {
                 t.parked = Some(Parked::OnTraffic);

@@ -76,6 +76,8 @@ pub(crate) struct Tunnel {
     /// A reload changed settings that need a new IKE SA: initiate (per
     /// `auto=`) once the old one is down.
     pub restart_on_down: bool,
+    /// Route-based: the carrier state last asked of the shell.
+    pub link_up: bool,
 }
 
 impl Tunnel {
@@ -105,6 +107,7 @@ impl Tunnel {
             repeated_errors: 0,
             removed: false,
             restart_on_down: false,
+            link_up: false,
         }
     }
 

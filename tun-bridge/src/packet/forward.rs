@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use ipsec_core::buf::PacketBuf;
 use ipsec_core::datapath::{DataPath, InboundAction, OutboundAction, TunnelId};
-use ipsec_core::wire::{classify_udp_4500, EspPacket, UdpDatagram};
+use ipsec_core::wire::{classify_udp_4500, EspPacket, FlowKey, UdpDatagram};
 
 use super::icmp::{build_too_big, needs_too_big};
 use super::mss::{clamp_mss, TunnelMtu};
@@ -62,6 +62,31 @@ pub fn tun_to_esp<S: AsRef<[u8]> + AsMut<[u8]>>(
         a @ OutboundAction::Encapsulated { .. } => TunVerdict::Send(a),
         a => TunVerdict::Other(a),
     }
+}
+
+/// The tunnel of a packet read from an interface several tunnels share
+/// (Libreswan's shared `ipsec-interface=`): the first of `tunnels` whose
+/// policies match it and that has an outbound SA, else the first whose
+/// policies match, else the first. With one tunnel, that one.
+pub fn pick_tunnel(dp: &DataPath, tunnels: &[TunnelId], pkt: &[u8]) -> TunnelId {
+    let first = tunnels.first().copied().unwrap_or(TunnelId(0));
+    if tunnels.len() < 2 {
+        return first;
+    }
+    let Ok((flow, _)) = FlowKey::parse(pkt) else {
+        return first;
+    };
+    let mut matching = None;
+    for &t in tunnels {
+        let Some(p) = dp.spd(t).and_then(|spd| spd.lookup_outbound(&flow)) else {
+            continue;
+        };
+        if dp.sad().outbound(p.id).is_some() {
+            return t;
+        }
+        matching.get_or_insert(t);
+    }
+    matching.unwrap_or(first)
 }
 
 fn clamp_inner(pkt: &mut [u8], mtu: &TunnelMtu) {
@@ -225,6 +250,35 @@ mod tests {
             tun_to_esp(&a, TunnelId(0), now, &mut buf, &mtu, None, &mut scratch),
             TunVerdict::Send(_)
         ));
+    }
+
+    #[test]
+    fn shared_interface_picks_the_tunnel_with_an_sa() {
+        // Tunnel 0 (from dp_pair) has 0/0 and an SA; tunnel 1 has 0/0
+        // without SA; tunnel 2 only 10.9.0.0/16 without SA.
+        let (mut a, _) = dp_pair();
+        let net = |p: &str| {
+            let (addr, len) = p.split_once('/').unwrap();
+            TrafficSelector::from_prefix(addr.parse().unwrap(), len.parse().unwrap()).unwrap()
+        };
+        for (id, t, remote) in [(2, 1, "0.0.0.0/0"), (3, 2, "10.9.0.0/16")] {
+            a.add_policy(Policy {
+                id: PolicyId(id),
+                tunnel: TunnelId(t),
+                priority: 1,
+                local: TrafficSelector::any_v4(),
+                remote: net(remote),
+                action: Action::Protect,
+            })
+            .unwrap();
+        }
+        let to = |d| ping([10, 1, 0, 2], d, 84, false);
+        let t = |n| TunnelId(n);
+        assert_eq!(pick_tunnel(&a, &[t(1), t(0)], &to([10, 2, 0, 2])), t(0));
+        assert_eq!(pick_tunnel(&a, &[t(2), t(1)], &to([10, 9, 0, 2])), t(2));
+        assert_eq!(pick_tunnel(&a, &[t(2), t(1)], &to([10, 2, 0, 2])), t(1));
+        assert_eq!(pick_tunnel(&a, &[t(2)], &to([10, 2, 0, 2])), t(2));
+        assert_eq!(pick_tunnel(&a, &[t(2), t(1)], &[0x45, 0]), t(2));
     }
 
     #[test]

@@ -195,7 +195,11 @@ fn command(path: &std::path::Path, req: &control::Request, timeout: Duration) ->
 
 /// `tun-bridge demo`: the self-contained two-site tunnel of `crate::demo`.
 #[cfg(feature = "demo")]
-pub fn demo(_args: DemoArgs) -> Result<(), Error> {
+pub fn demo(args: DemoArgs) -> Result<(), Error> {
+    if args.bgp {
+        let exe = std::env::current_exe().map_err(crate::demo::DemoError::CurrentExe)?;
+        return crate::demo_bgp::run_with(&exe).map_err(Into::into);
+    }
     crate::demo::run().map_err(Into::into)
 }
 

@@ -18,6 +18,7 @@ use ike_lite::ts::TrafficSelector as IkeTs;
 use ike_lite::{Identity as IkeId, PeerConfig, Psk as IkePsk};
 use ipsec_core::crypto::{EncrId, IntegId};
 
+use crate::config::interface::ROUTE_BASED_MTU;
 use crate::config::values::{
     Auto, DpdAction, Encapsulation, Endpoint, Identity, IpNet, KeyingTries,
 };
@@ -57,6 +58,18 @@ pub enum SelectError {
         /// The identity pair looked up.
         ids: String,
     },
+    /// Two connections share an `ipsec-interface=` but ask for different
+    /// MTUs.
+    InterfaceMtu {
+        /// The second connection's `conn` header.
+        at: Location,
+        /// The second connection.
+        conn: String,
+        /// The first connection on that interface.
+        first: String,
+        /// The interface name.
+        ifname: String,
+    },
     /// Two selected connections would open the same TUN interface.
     SharedInterface {
         /// The second connection's `conn` header.
@@ -88,7 +101,16 @@ impl fmt::Display for SelectError {
                 ifname,
             } => write!(
                 f,
-                "{at}: conn {conn}: TUN interface {ifname} is already used by conn {first}"
+                "{at}: conn {conn}: TUN interface {ifname} is already used by conn {first} (only conns with the same ipsec-interface= may share one)"
+            ),
+            Self::InterfaceMtu {
+                at,
+                conn,
+                first,
+                ifname,
+            } => write!(
+                f,
+                "{at}: conn {conn}: mtu= differs from conn {first}, which shares interface {ifname}"
             ),
         }
     }
@@ -144,12 +166,24 @@ pub fn select_conns<'a>(
         }
         let name = ifname(c);
         if let Some((first, _)) = v[..i].iter().find(|(x, _)| ifname(x) == name) {
-            return Err(SelectError::SharedInterface {
-                at: c.source.clone(),
-                conn: c.name.clone(),
-                first: first.name.clone(),
-                ifname: name,
-            });
+            let shared = c.tunnel.ipsec_interface.is_some()
+                && c.tunnel.ipsec_interface == first.tunnel.ipsec_interface;
+            if !shared {
+                return Err(SelectError::SharedInterface {
+                    at: c.source.clone(),
+                    conn: c.name.clone(),
+                    first: first.name.clone(),
+                    ifname: name,
+                });
+            }
+            if c.mtu != first.mtu {
+                return Err(SelectError::InterfaceMtu {
+                    at: c.source.clone(),
+                    conn: c.name.clone(),
+                    first: first.name.clone(),
+                    ifname: name,
+                });
+            }
         }
     }
     Ok(v)
@@ -237,12 +271,19 @@ pub struct ConnPlan {
     pub remote: IpAddr,
     /// ike-lite connection definition.
     pub peer: PeerConfig,
-    /// TUN interface name.
+    /// TUN interface name (connections with the same `ipsec-interface=`
+    /// share it).
     pub ifname: String,
+    /// A route-based tunnel (see [`crate::config::interface`]): no routes
+    /// beyond updown `-r` prefixes, and the interface's carrier follows the
+    /// Child SA.
+    pub route_based: bool,
     /// TUN MTU and matching MSS values.
     pub mtu: TunnelMtu,
     /// Inside address of this end (AWS `-ll`).
     pub inside: Option<(IpAddr, u8)>,
+    /// Further inside addresses of this end (`interface-ip=A,B`).
+    pub inside_extra: Vec<(IpAddr, u8)>,
     /// Inside address of the peer (AWS `-lr`): source of ICMP too-big.
     pub remote_inside: Option<IpAddr>,
     /// Prefixes routed into the tunnel.
@@ -341,6 +382,37 @@ fn is_default(n: &IpNet) -> bool {
     n.prefix == 0
 }
 
+/// The interface MTU of a connection and its MSS values: `mtu=`, else
+/// what fits the default path MTU with this ESP suite, lowered to
+/// [`ROUTE_BASED_MTU`] for a route-based tunnel.
+pub fn tunnel_mtu(conn: &EffectiveConn, family: OuterFamily) -> Result<TunnelMtu, PlanError> {
+    let fixed = |m: u16| TunnelMtu {
+        mtu: m,
+        mss_v4: m.saturating_sub(40),
+        mss_v6: m.saturating_sub(60),
+    };
+    let mtu = match conn.mtu {
+        // The configuration guarantees at least 576.
+        Some(m) => fixed(m),
+        None => {
+            let computed = TunnelMtu::aws(
+                DEFAULT_PATH_MTU,
+                family,
+                MtuEncap::Udp,
+                overhead(&conn.esp.list),
+            )
+            .ok_or(PlanError::NoTunnelMtu)?;
+            if conn.tunnel.route_based && computed.mtu > ROUTE_BASED_MTU {
+                fixed(ROUTE_BASED_MTU)
+            } else {
+                computed
+            }
+        }
+    };
+
+    Ok(mtu)
+}
+
 /// Plans one connection. `local` is the resolved local address, `raw_esp`
 /// whether raw ESP can be sent (otherwise UDP encapsulation is forced).
 pub fn plan_conn(
@@ -418,23 +490,30 @@ pub fn plan_conn(
     } else {
         OuterFamily::V6
     };
-    let mtu = match conn.mtu {
-        // The configuration guarantees at least 576.
-        Some(m) => TunnelMtu {
-            mtu: m,
-            mss_v4: m.saturating_sub(40),
-            mss_v6: m.saturating_sub(60),
-        },
-        None => TunnelMtu::aws(
-            DEFAULT_PATH_MTU,
-            family,
-            MtuEncap::Udp,
-            overhead(&conn.esp.list),
-        )
-        .ok_or(PlanError::NoTunnelMtu)?,
-    };
+    let mtu = tunnel_mtu(conn, family)?;
 
-    let routes = if conn.remote_subnets.iter().any(is_default) {
+    let mut start = start;
+    let routes = if conn.tunnel.route_based {
+        notes.push(format!(
+            "route-based tunnel on {}: no routes installed{}; the routing daemon (BGP) owns the table, and the interface's carrier follows the Child SA",
+            ifname(conn),
+            if conn.tunnel.routes.is_empty() {
+                String::new()
+            } else {
+                " beyond the updown -r prefixes".into()
+            }
+        ));
+        if start == StartMode::Listen && conn.auto == Auto::Route {
+            // Traffic cannot trigger a negotiation through an interface
+            // without carrier.
+            notes.push(
+                "auto=route on a route-based tunnel: initiating at start (the interface has no carrier until the tunnel is up)"
+                    .into(),
+            );
+            start = StartMode::Initiate;
+        }
+        conn.tunnel.routes.clone()
+    } else if conn.remote_subnets.iter().any(is_default) {
         let r: Vec<IpNet> = conn.tunnel.routes.clone();
         if r.is_empty() {
             notes.push(
@@ -465,8 +544,15 @@ pub fn plan_conn(
         remote,
         peer,
         ifname: ifname(conn),
+        route_based: conn.tunnel.route_based,
         mtu,
         inside: conn.tunnel.local_inside.map(|a| (a.addr, a.prefix)),
+        inside_extra: conn
+            .tunnel
+            .extra_inside
+            .iter()
+            .map(|a| (a.addr, a.prefix))
+            .collect(),
         remote_inside: conn.tunnel.remote_inside.map(|a| a.addr),
         routes,
         remote_subnets: conn.remote_subnets.clone(),
@@ -480,9 +566,17 @@ pub fn plan_conn(
 /// Groups connections with the same (non-empty) remote subnets into
 /// failover groups, in configuration order (the first member is the
 /// primary). Returns member indices per group.
+///
+/// A route-based tunnel without static routes is a group of its own: the
+/// routing daemon, not failover, decides where traffic goes (ECMP over
+/// both AWS tunnels).
 pub fn failover_groups(plans: &[ConnPlan]) -> Vec<Vec<usize>> {
     let mut groups: Vec<(Vec<IpNet>, Vec<usize>)> = Vec::new();
     for (i, p) in plans.iter().enumerate() {
+        if p.route_based && p.routes.is_empty() {
+            groups.push((Vec::new(), vec![i]));
+            continue;
+        }
         let mut key = p.remote_subnets.clone();
         key.sort();
         match groups
@@ -563,7 +657,11 @@ conn Tunnel2
         assert_eq!(p.peer.psk.as_bytes(), b"one-secret");
         assert_eq!(plans[1].peer.psk.as_bytes(), b"two-secret");
         assert_eq!(p.routes, vec![IpNet::parse("10.0.0.0/16").unwrap()]);
-        assert!(p.notes.iter().any(|n| n.contains("only the updown -r")));
+        assert!(p.route_based);
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.contains("beyond the updown -r prefixes")));
         assert_eq!(p.inside, Some(("169.254.44.2".parse().unwrap(), 30)));
         assert_eq!(p.peer.child_lifetime, Duration::from_secs(3600));
         assert_eq!(p.peer.dpd_delay, Some(Duration::from_secs(10)));
@@ -687,5 +785,128 @@ conn Tunnel2
                 .len(),
             1
         );
+    }
+
+    fn plan_all(cfg: &Config, local: &str) -> Vec<ConnPlan> {
+        let local: IpAddr = local.parse().unwrap();
+        select_conns(cfg, &[])
+            .unwrap()
+            .iter()
+            .map(|(c, m)| {
+                let r = resolve_remote(&c.remote, Some(local)).unwrap();
+                plan_conn(c, *m, local, r, &cfg.secrets, true).unwrap()
+            })
+            .collect()
+    }
+
+    const LIBRESWAN_BGP: &str = "conn %default
+  authby=secret
+  left=192.0.2.1
+  leftsubnet=0.0.0.0/0
+  rightsubnet=0.0.0.0/0
+  auto=start
+conn aws1
+  right=198.51.100.1
+  ipsec-interface=yes
+  interface-ip=169.254.10.2/30
+conn aws2
+  right=198.51.100.2
+  ipsec-interface=2
+  interface-ip=169.254.11.2/30
+  mtu=1400
+conn shared
+  right=198.51.100.3
+  auto=route
+  ipsec-interface=2
+  interface-ip=169.254.12.2/30
+  mtu=1400
+";
+
+    #[test]
+    fn libreswan_ipsec_interface_is_route_based() {
+        let cfg = load(LIBRESWAN_BGP, ": PSK \"k\"\n");
+        let p = plan_all(&cfg, "192.0.2.1");
+        assert_eq!(
+            p.iter().map(|p| p.ifname.as_str()).collect::<Vec<_>>(),
+            ["ipsec1", "ipsec2", "ipsec2"]
+        );
+        assert!(p.iter().all(|p| p.route_based && p.routes.is_empty()));
+        assert_eq!(p[0].mtu.mtu, ROUTE_BASED_MTU);
+        assert_eq!(p[0].mtu.mss_v4, ROUTE_BASED_MTU - 40);
+        assert_eq!(p[1].mtu.mtu, 1400);
+        assert_eq!(p[0].inside, Some(("169.254.10.2".parse().unwrap(), 30)));
+        // auto=route cannot wait for traffic on an interface without carrier.
+        assert_eq!(p[2].start, StartMode::Initiate);
+        // Route-based tunnels are never a failover group.
+        assert_eq!(failover_groups(&p), vec![vec![0], vec![1], vec![2]]);
+        // A shared ipsec-interface needs one MTU.
+        let cfg = load(
+            &LIBRESWAN_BGP
+                .replace("  mtu=1400\n  auto=route", "  auto=route")
+                .replace(
+                    "interface-ip=169.254.12.2/30\n  mtu=1400",
+                    "interface-ip=169.254.12.2/30\n  mtu=1300",
+                ),
+            ": PSK \"k\"\n",
+        );
+        assert!(matches!(
+            select_conns(&cfg, &[]).unwrap_err(),
+            SelectError::InterfaceMtu { ref ifname, .. } if ifname == "ipsec2"
+        ));
+    }
+
+    #[test]
+    fn narrow_selectors_on_ipsec_interface_are_policy_based() {
+        let cfg = load(
+            "conn a\n  auto=add\n  authby=secret\n  left=192.0.2.1\n  right=192.0.2.2\n  leftsubnet=10.1.0.0/16\n  rightsubnet=10.2.0.0/16\n  ipsec-interface=4\n",
+            ": PSK \"k\"\n",
+        );
+        let p = &plan_all(&cfg, "192.0.2.1")[0];
+        assert_eq!(p.ifname, "ipsec4");
+        assert!(!p.route_based);
+        assert_eq!(p.routes, vec![IpNet::parse("10.2.0.0/16").unwrap()]);
+    }
+
+    #[test]
+    fn strongswan_aws_vti_shapes_are_route_based() {
+        // aws-updown.sh without -r: BGP.
+        let cfg = load(
+            &AWS.replace(" -r 10.0.0.0/16\"", "\"").replace(
+                "  rightsubnet=0.0.0.0/0\n",
+                "  rightsubnet=0.0.0.0/0\n  mark=100\n",
+            ),
+            "198.51.100.7 203.0.113.10 : PSK \"a\"\n198.51.100.7 203.0.113.20 : PSK \"b\"\n",
+        );
+        let p = plan_all(&cfg, "198.51.100.7");
+        assert_eq!(p[0].ifname, "Tunnel1");
+        assert!(p[0].route_based && p[0].routes.is_empty());
+        assert_eq!(p[0].mtu.mtu, ROUTE_BASED_MTU);
+        assert_eq!(failover_groups(&p), vec![vec![0], vec![1]]);
+        // ipsec-vti.sh ID REMOTE LOCAL with mark=: interface vtiID.
+        let cfg = load(
+            "conn t1\n  auto=start\n  authby=secret\n  left=192.0.2.1\n  right=192.0.2.2\n  leftsubnet=0.0.0.0/0\n  rightsubnet=0.0.0.0/0\n  mark=100\n  leftupdown=\"/etc/strongswan/ipsec-vti.sh 3 169.254.20.1/30 169.254.20.2/30\"\n",
+            ": PSK \"k\"\n",
+        );
+        let p = &plan_all(&cfg, "192.0.2.1")[0];
+        assert_eq!(p.ifname, "vti3");
+        assert!(p.route_based);
+        assert_eq!(p.inside, Some(("169.254.20.2".parse().unwrap(), 30)));
+        assert_eq!(p.remote_inside, Some("169.254.20.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn interface_ip_list_adds_inside_addresses() {
+        let cfg = load(
+            "conn a\n  auto=start\n  authby=secret\n  left=192.0.2.1\n  right=192.0.2.2\n  leftsubnet=0.0.0.0/0,::/0\n  rightsubnet=0.0.0.0/0,::/0\n  ipsec-interface=3\n  interface-ip=169.254.30.2/30,fd00:a9fe:30::2/126\n",
+            ": PSK \"k\"\n",
+        );
+        let p = &plan_all(&cfg, "192.0.2.1")[0];
+        assert!(p.route_based);
+        assert_eq!(p.inside, Some(("169.254.30.2".parse().unwrap(), 30)));
+        assert_eq!(
+            p.inside_extra,
+            vec![("fd00:a9fe:30::2".parse().unwrap(), 126)]
+        );
+        assert_eq!(p.peer.remote_ts.len(), 2);
     }
 }

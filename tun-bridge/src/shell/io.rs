@@ -28,8 +28,9 @@ pub(super) const BURST: usize = 64;
 pub(super) const SEG_MAX: usize = 9216;
 
 impl Shell {
-    /// Reads what the kernel routed into tunnel `k`'s TUN, encrypts it and
-    /// sends it.
+    /// Reads what the kernel routed into interface `k`, encrypts it with
+    /// the SA of its tunnel (of the matching one, on a shared interface)
+    /// and sends it.
     pub(super) fn on_tun(&mut self, now: Instant, k: usize, bufs: &mut Bufs) {
         let Some(vnet) = self.tun_dev(k).map(|d| d.tun.vnet_hdr()) else {
             return;
@@ -122,7 +123,7 @@ impl Shell {
         }
     }
 
-    /// The TUN of tunnel `k`, unless a reload removed it.
+    /// Interface `k`, unless a reload closed it.
     pub(super) fn tun_dev(&self, k: usize) -> Option<&TunDev> {
         self.tuns.get(k).and_then(Option::as_ref)
     }
@@ -130,13 +131,21 @@ impl Shell {
     /// Runs the outbound path on `bufs.segs[slot]`; queues it for sending.
     fn outbound_one(&mut self, now: Instant, k: usize, slot: usize, bufs: &mut Bufs) {
         let Some(dev) = self.tun_dev(k) else { return };
+        let dp = self.plane.datapath();
+        let pkt = bufs.segs[slot].data();
+        let tunnel = forward::pick_tunnel(dp, &dev.tunnels, pkt);
+        // The peer's inside address answers "too big" for its own family
+        // only (an IPv6 packet on a tunnel with an IPv4 inside /30 is
+        // answered from its destination).
+        let v4 = pkt.first().is_some_and(|b| b >> 4 == 4);
+        let reply_src = dev.remote_inside.filter(|a| a.is_ipv4() == v4);
         let v = tun_to_esp(
-            self.plane.datapath(),
-            TunnelId(k as u32),
+            dp,
+            tunnel,
             now,
             &mut bufs.segs[slot],
             &dev.mtu,
-            dev.remote_inside,
+            reply_src,
             &mut bufs.scratch,
         );
         match v {
@@ -183,17 +192,25 @@ impl Shell {
     /// Decrypts one ESP packet and writes it (coalesced where possible) to
     /// the TUN of the tunnel its SA belongs to.
     fn deliver(&mut self, now: Instant, buf: &mut Buf, g: &mut GroState) {
-        let tuns = &self.tuns;
+        let (tuns, links) = (&self.tuns, &self.links);
         let mtu_of = |t: TunnelId| {
-            tuns.get(t.0 as usize)
+            links
+                .tun_of(t)
+                .and_then(|i| tuns.get(i))
                 .and_then(Option::as_ref)
                 .map(|d| d.mtu)
         };
         let (k, dev) = match esp_to_tun(self.plane.datapath(), now, buf, mtu_of) {
-            InboundAction::Inner { tunnel, .. } => match self.tun_dev(tunnel.0 as usize) {
-                Some(dev) => (tunnel.0 as usize, dev),
-                None => return,
-            },
+            InboundAction::Inner { tunnel, .. } => {
+                match self
+                    .links
+                    .tun_of(tunnel)
+                    .and_then(|k| Some((k, self.tun_dev(k)?)))
+                {
+                    Some(x) => x,
+                    None => return,
+                }
+            }
             _ => return,
         };
         if !dev.tun.vnet_hdr() {

@@ -11,9 +11,12 @@
 //! * `metrics_server`: the `/metrics` listener of `--metrics`.
 //! * `reload`: re-reading the configuration (control request or SIGHUP)
 //!   and carrying out the engine's verdict on interfaces and sockets.
+//! * [`link`]: tunnel interfaces shared by several tunnels, and the
+//!   carrier of route-based ones.
 
 mod commands;
 mod io;
+mod link;
 mod metrics_server;
 mod reload;
 mod setup;
@@ -46,7 +49,7 @@ const TOKEN_CONTROL: u64 = 100_000;
 const TOKEN_METRICS: u64 = 200_000;
 /// Tunnels (by `TunnelId`, never reused) a process can have over its life:
 /// the epoll tokens of their TUNs lie below the sockets'.
-const MAX_TUNNEL_IDS: usize = (TOKEN_SOCK - TOKEN_TUN) as usize;
+const MAX_INTERFACES: usize = (TOKEN_SOCK - TOKEN_TUN) as usize;
 
 /// Drops the IO shell counts (IO-level), by name.
 #[derive(Clone, Copy, Debug)]
@@ -121,8 +124,12 @@ pub struct StartOptions {
 pub struct Shell {
     engine: Engine,
     plane: DataPlane,
-    /// TUN of each tunnel, by `TunnelId` (`None` once a reload removed it).
+    /// Interfaces, by slot (tunnels with the same `ipsec-interface=`
+    /// share one; `None` once a reload closed it). Slot `k` is epoll token
+    /// `TOKEN_TUN + k`.
     tuns: Vec<Option<TunDev>>,
+    /// Per tunnel: its interface (slot in `tuns`) and carrier request.
+    links: link::Links,
     socks: Vec<LocalSocks>,
     routes: RouteTracker,
     keylog: Option<KeyLog>,
@@ -164,21 +171,40 @@ impl Shell {
         let mut routes = RouteTracker::new(Netlink::open()?);
         let mut socks = Vec::new();
         setup::open_sockets(&mut socks, &plans, &tuning, poller)?;
-        let mut tuns = Vec::with_capacity(plans.len());
+        let mut tuns: Vec<Option<TunDev>> = Vec::with_capacity(plans.len());
+        let mut links = link::Links::default();
         for (k, plan) in plans.iter_mut().enumerate() {
             setup::adapt_plan(&socks, plan);
             for n in &plan.notes {
                 info!(conn = %plan.name, "{n}");
             }
-            let dev = setup::open_tun(plan, &tuning, routes.netlink())?;
-            setup::register_tun(&dev, k, poller)?;
-            tuns.push(Some(dev));
+            let id = TunnelId(k as u32);
+            let shared = tuns
+                .iter()
+                .position(|t| t.as_ref().is_some_and(|t| t.tun.name() == plan.ifname));
+            let i = match shared {
+                Some(i) => {
+                    let dev = tuns[i].as_mut().ok_or("interface slot empty")?;
+                    setup::share_tun(dev, id, plan, routes.netlink())?;
+                    i
+                }
+                None => {
+                    let i = tuns.len();
+                    let mut dev = setup::open_tun(plan, &tuning, routes.netlink())?;
+                    dev.tunnels.push(id);
+                    setup::register_tun(&dev, i, poller)?;
+                    tuns.push(Some(dev));
+                    i
+                }
+            };
+            links.set(id, i, plan.route_based);
         }
         let engine = Engine::new(plans, groups, opts.engine, now)?;
         let mut shell = Shell {
             engine,
             plane: DataPlane::new(),
             tuns,
+            links,
             socks,
             routes,
             keylog: opts.keylog,
@@ -334,10 +360,14 @@ impl Shell {
                         );
                     }
                 }
+                Action::Link { tunnel, up } => self.set_link(tunnel, up),
                 Action::Routes { tunnel, routes } => {
-                    let Some(dev) = self.tuns.get(tunnel.0 as usize).and_then(Option::as_ref)
+                    let Some(dev) = self
+                        .links
+                        .tun_of(tunnel)
+                        .and_then(|i| self.tuns.get(i))
+                        .and_then(Option::as_ref)
                     else {
-                        warn!(tunnel = tunnel.0, "routes for a tunnel without interface");
                         continue;
                     };
                     for r in &routes {
@@ -434,7 +464,7 @@ impl Shell {
     /// The status document: the engine's view plus the data path's and
     /// this shell's counters.
     pub fn report(&self, now: Instant) -> StatusReport {
-        let (plane, tuns) = (&self.plane, &self.tuns);
+        let (plane, tuns, links) = (&self.plane, &self.tuns, &self.links);
         self.engine.status(now, &mut |t: TunnelId| {
             let c = plane.counters(t);
             let mut drops = BTreeMap::new();
@@ -444,7 +474,11 @@ impl Shell {
                     drops.insert(r.to_string(), n);
                 }
             }
-            if let Some(dev) = tuns.get(t.0 as usize).and_then(Option::as_ref) {
+            if let Some(dev) = links
+                .tun_of(t)
+                .and_then(|i| tuns.get(i))
+                .and_then(Option::as_ref)
+            {
                 for d in LocalDrop::ALL {
                     if dev.drops[d as usize] > 0 {
                         drops.insert(d.name().to_string(), dev.drops[d as usize]);

@@ -14,6 +14,7 @@ use super::setup::{self, TunDev};
 use super::Shell;
 use crate::control::ReloadReport;
 use crate::engine::reload::InterfaceChange;
+use crate::engine::TunnelId;
 use crate::runtime::{self, Planned};
 use crate::sys::poll::Poller;
 
@@ -57,55 +58,71 @@ impl Shell {
         setup::open_sockets(&mut self.socks, &plans, &self.tuning, poller)
             .map_err(|e| e.to_string())?;
         // New interfaces first: if one cannot be opened nothing changes.
+        // An interface that is open already (a shared `ipsec-interface=`)
+        // is joined, not opened again.
         let mut opened: HashMap<String, TunDev> = HashMap::new();
         for plan in &mut plans {
             setup::adapt_plan(&self.socks, plan);
-            let current = self
-                .engine
-                .tunnel_id(&plan.name)
-                .and_then(|id| self.tun_dev(id.0 as usize));
-            if current.is_some_and(|d| d.tun.name() == plan.ifname) {
+            if self.slot_named(&plan.ifname).is_some() || opened.contains_key(&plan.ifname) {
                 continue;
             }
             let dev = setup::open_tun(plan, &self.tuning, self.routes.netlink())
                 .map_err(|e| format!("conn {}: {e}", plan.name))?;
-            opened.insert(plan.name.clone(), dev);
+            opened.insert(plan.ifname.clone(), dev);
         }
-        let added = plans
-            .iter()
-            .filter(|p| self.engine.tunnel_id(&p.name).is_none())
-            .count();
-        if self.tuns.len() + added > super::MAX_TUNNEL_IDS {
+        if self.tuns.len() + opened.len() > super::MAX_INTERFACES {
             return Err(format!(
-                "tunnel ids used up ({} over this process's life): restart tun-bridge",
-                super::MAX_TUNNEL_IDS
+                "interface slots used up ({} over this process's life): restart tun-bridge",
+                super::MAX_INTERFACES
             ));
         }
         let reloaded = self.engine.reload(now, plans, groups)?;
-        let mut closing = Vec::new();
+        // Interfaces a tunnel left: closed after the actions if no tunnel
+        // uses them any more.
+        let mut left = Vec::new();
         for &(id, change) in &reloaded.interfaces {
-            let k = id.0 as usize;
-            if self.tuns.len() <= k {
-                self.tuns.resize_with(k + 1, || None);
-            }
             match change {
                 InterfaceChange::Open | InterfaceChange::Reopen => {
+                    if let Some(old) = self.leave_interface(id) {
+                        left.push(old);
+                    }
                     let Some(plan) = self.engine.plan(id) else {
                         continue;
                     };
-                    let Some(dev) = opened.remove(&plan.name) else {
-                        continue;
+                    let slot = match self.slot_named(&plan.ifname) {
+                        Some(i) => {
+                            let Some(dev) = self.tuns[i].as_mut() else {
+                                continue;
+                            };
+                            if let Err(e) = setup::share_tun(dev, id, plan, self.routes.netlink()) {
+                                warn!(conn = %plan.name, "reload: interface: {e}");
+                            }
+                            i
+                        }
+                        None => {
+                            let Some(mut dev) = opened.remove(&plan.ifname) else {
+                                continue;
+                            };
+                            let i = self.tuns.len();
+                            if let Err(e) = setup::register_tun(&dev, i, poller) {
+                                warn!(conn = %plan.name, "reload: {e}");
+                            }
+                            dev.tunnels.push(id);
+                            self.tuns.push(Some(dev));
+                            i
+                        }
                     };
-                    if let Some(old) = self.tuns[k].take() {
-                        closing.push(old);
-                    }
-                    if let Err(e) = setup::register_tun(&dev, k, poller) {
-                        warn!(conn = %plan.name, "reload: {e}");
-                    }
-                    self.tuns[k] = Some(dev);
+                    self.links.set(id, slot, plan.route_based);
                 }
                 InterfaceChange::Reconfigure => {
-                    let (Some(plan), Some(dev)) = (self.engine.plan(id), self.tuns[k].as_mut())
+                    let Some(plan) = self.engine.plan(id) else {
+                        continue;
+                    };
+                    let Some(dev) = self
+                        .links
+                        .tun_of(id)
+                        .and_then(|i| self.tuns.get_mut(i))
+                        .and_then(Option::as_mut)
                     else {
                         continue;
                     };
@@ -113,17 +130,38 @@ impl Shell {
                         warn!(conn = %plan.name, "reload: interface: {e}");
                     }
                 }
-                InterfaceChange::Close => closing.extend(self.tuns[k].take()),
+                InterfaceChange::Close => left.extend(self.leave_interface(id)),
             }
         }
         // Routes are withdrawn while the interfaces still exist.
         if let Err(e) = self.execute(now) {
             warn!("reload: {e}");
         }
-        for dev in closing {
-            info!(tun = %dev.tun.name(), "tunnel interface removed");
-            drop(dev);
+        for slot in left {
+            if self.links.in_use(slot) {
+                continue;
+            }
+            if let Some(dev) = self.tuns.get_mut(slot).and_then(Option::take) {
+                info!(tun = %dev.tun.name(), "tunnel interface removed");
+                drop(dev);
+            }
         }
         Ok(reloaded.report)
+    }
+
+    /// The open interface named `name`.
+    fn slot_named(&self, name: &str) -> Option<usize> {
+        self.tuns
+            .iter()
+            .position(|t| t.as_ref().is_some_and(|t| t.tun.name() == name))
+    }
+
+    /// Takes tunnel `id` off its interface; returns that interface.
+    fn leave_interface(&mut self, id: TunnelId) -> Option<usize> {
+        let slot = self.links.remove(id)?;
+        if let Some(dev) = self.tuns.get_mut(slot).and_then(Option::as_mut) {
+            dev.tunnels.retain(|&t| t != id);
+        }
+        Some(slot)
     }
 }

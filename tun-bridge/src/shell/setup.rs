@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use tracing::{info, warn};
 
 use super::{TOKEN_SOCK, TOKEN_TUN};
+use crate::engine::TunnelId;
 use crate::packet::mss::TunnelMtu;
 use crate::runtime::plan::ConnPlan;
 use crate::runtime::Error;
@@ -138,9 +139,13 @@ pub(super) fn adapt_plan(socks: &[LocalSocks], plan: &mut ConnPlan) {
     }
 }
 
-/// A tunnel's interface and the drops counted in the IO shell.
+/// A tunnel interface and the drops counted in the IO shell.
 pub(super) struct TunDev {
     pub tun: Tun,
+    /// The tunnels on it (more than one: a shared `ipsec-interface=`).
+    pub tunnels: Vec<TunnelId>,
+    /// The carrier as last set (`None`: never touched, on).
+    pub carrier: Option<bool>,
     /// The TUN takes UDP super-packets (`TUN_F_USO4`/`6` accepted).
     pub uso: bool,
     pub ifindex: u32,
@@ -153,8 +158,9 @@ pub(super) struct TunDev {
     pub drops: [u64; super::LocalDrop::COUNT],
 }
 
-/// Opens the TUN of `plan` with its MTU, txqueuelen, inside address and
-/// offloads and brings it up (see [`register_tun`]).
+/// Opens the interface of `plan` with its MTU, txqueuelen, inside address
+/// and offloads and brings it up (see [`register_tun`]); the caller adds
+/// the tunnels that use it to `tunnels`.
 pub(super) fn open_tun(
     plan: &ConnPlan,
     tuning: &Tuning,
@@ -186,12 +192,22 @@ pub(super) fn open_tun(
             warn!(conn = %plan.name, "txqueuelen {q}: {e}");
         }
     }
-    if let Some((a, len)) = plan.inside {
-        match nl.add_address(ifindex, a, len) {
-            Err(e) if !e.is_exists() => return Err(e.into()),
-            _ => {}
+    add_inside(nl, ifindex, plan)?;
+    // A route-based interface starts without carrier (the engine's first
+    // Action::Link says the same): nothing, not even the kernel's own
+    // IPv6 router solicitations, may enter it before the Child SA, or an
+    // auto=add end would initiate a second IKE SA on that traffic.
+    let carrier = if plan.route_based {
+        match tun.set_carrier(false) {
+            Ok(()) => Some(false),
+            Err(e) => {
+                warn!(conn = %plan.name, "TUNSETCARRIER: {e}; the interface stays up while the tunnel is down");
+                None
+            }
         }
-    }
+    } else {
+        None
+    };
     nl.set_link_up(ifindex, true)?;
     tun.queue(0).ok_or("TUN without a queue")?;
     info!(
@@ -201,6 +217,8 @@ pub(super) fn open_tun(
     );
     Ok(TunDev {
         tun,
+        tunnels: Vec::new(),
+        carrier,
         uso,
         ifindex,
         mtu: plan.mtu,
@@ -210,7 +228,7 @@ pub(super) fn open_tun(
     })
 }
 
-/// Registers the TUN of tunnel `k` with `poller`.
+/// Registers interface `k` with `poller`.
 pub(super) fn register_tun(dev: &TunDev, k: usize, poller: &Poller) -> Result<(), Error> {
     let q = dev.tun.queue(0).ok_or("TUN without a queue")?;
     poller.add(q, Token(TOKEN_TUN + k as u64), Interest::READABLE)?;
@@ -233,15 +251,40 @@ pub(super) fn reconfigure_tun(
                 warn!(tun = %dev.tun.name(), "remove inside address {a}/{len}: {e}");
             }
         }
-        if let Some((a, len)) = plan.inside {
-            match nl.add_address(dev.ifindex, a, len) {
-                Err(e) if !e.is_exists() => return Err(e.into()),
-                _ => {}
-            }
-        }
+        add_inside(nl, dev.ifindex, plan)?;
         dev.inside = plan.inside;
     }
     dev.remote_inside = plan.remote_inside;
     info!(tun = %dev.tun.name(), mtu = plan.mtu.mtu, "tunnel interface reconfigured");
+    Ok(())
+}
+
+/// Adds `tunnel` to an interface an earlier tunnel opened (the same
+/// `ipsec-interface=`): its inside address goes on the interface too.
+pub(super) fn share_tun(
+    dev: &mut TunDev,
+    tunnel: TunnelId,
+    plan: &ConnPlan,
+    nl: &mut Netlink,
+) -> Result<(), Error> {
+    add_inside(nl, dev.ifindex, plan)?;
+    dev.tunnels.push(tunnel);
+    if dev.remote_inside.is_none() {
+        dev.remote_inside = plan.remote_inside;
+    }
+    info!(conn = %plan.name, tun = %dev.tun.name(), "tunnel shares interface");
+    Ok(())
+}
+
+/// Puts the plan's inside addresses on the interface (one that is already
+/// there is fine: the interface survived a restart of the peer, or the
+/// address was configured by hand).
+fn add_inside(nl: &mut Netlink, ifindex: u32, plan: &ConnPlan) -> Result<(), Error> {
+    for &(a, len) in plan.inside.iter().chain(&plan.inside_extra) {
+        match nl.add_address(ifindex, a, len) {
+            Err(e) if !e.is_exists() => return Err(e.into()),
+            _ => {}
+        }
+    }
     Ok(())
 }

@@ -236,6 +236,28 @@ impl Tun {
     }
 }
 
+/// `TUNSETCARRIER` = `_IOW('T', 226, int)` (Linux 5.0+; not in libc).
+const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
+
+impl Tun {
+    /// Turns the interface's carrier on or off (`TUNSETCARRIER`): with it
+    /// off the link is `NO-CARRIER`/`LOWER_DOWN` (routing daemons and
+    /// `ip monitor` see it down) while its addresses stay.
+    pub fn set_carrier(&self, on: bool) -> io::Result<()> {
+        let Some(q) = self.queues.first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "TUN without a queue",
+            ));
+        };
+        let v: libc::c_int = on.into();
+        // SAFETY: TUNSETCARRIER reads one int through the pointer, which
+        // points to a live local.
+        cvt(unsafe { libc::ioctl(q.as_raw_fd(), TUNSETCARRIER as _, &v as *const libc::c_int) })?;
+        Ok(())
+    }
+}
+
 /// What the running kernel's TUN driver supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunFeatures {

@@ -6,6 +6,7 @@
 mod logs;
 mod net;
 mod reload;
+mod route_based;
 
 use std::time::{Duration, Instant};
 

@@ -81,6 +81,8 @@ pub struct Site {
     pub apply_errors: Vec<String>,
     /// Datagrams this site's engine sent.
     pub sent: Vec<Transmit>,
+    /// Carrier changes of route-based tunnel interfaces, in order.
+    pub links: Vec<(TunnelId, bool)>,
 }
 
 impl Site {
@@ -112,7 +114,22 @@ impl Site {
             routes: Vec::new(),
             apply_errors: Vec::new(),
             sent: Vec::new(),
+            links: Vec::new(),
         }
+    }
+
+    /// The carrier of `tunnel`'s interface as last set (`None`: never).
+    pub fn link(&self, tunnel: TunnelId) -> Option<bool> {
+        self.links
+            .iter()
+            .rev()
+            .find(|(t, _)| *t == tunnel)
+            .map(|(_, up)| *up)
+    }
+
+    /// How many carrier changes `tunnel` had.
+    pub fn link_changes(&self, tunnel: TunnelId) -> usize {
+        self.links.iter().filter(|(t, _)| *t == tunnel).count()
     }
 
     /// The tunnel the routes to `net` point at.
@@ -217,6 +234,7 @@ impl Net {
                         }
                         Action::Routes { tunnel, routes } => s.routes.push((Some(tunnel), routes)),
                         Action::Unroute { routes } => s.routes.push((None, routes)),
+                        Action::Link { tunnel, up } => s.links.push((tunnel, up)),
                         Action::IkeSecrets(_) => {}
                     }
                 }
