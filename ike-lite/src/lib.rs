@@ -25,6 +25,7 @@ pub mod message;
 pub mod proposal;
 mod sa;
 pub mod ts;
+pub mod v1;
 
 pub use child::{ChildSa, KeyMaterial, SaParamsError};
 pub use config::{Config, ConnId, Identity, PeerConfig, Psk, RetransmitPolicy};
