@@ -399,7 +399,7 @@ pub struct SaPayload {
     pub proposals: Vec<Proposal>,
 }
 
-fn parse_attrs(mut b: &[u8]) -> Result<Vec<Attr>, WireError> {
+pub(crate) fn parse_attrs(mut b: &[u8]) -> Result<Vec<Attr>, WireError> {
     let mut out = Vec::new();
     while !b.is_empty() {
         let t = be16(b, 0)?;
@@ -424,7 +424,7 @@ fn parse_attrs(mut b: &[u8]) -> Result<Vec<Attr>, WireError> {
     Ok(out)
 }
 
-fn emit_attrs(attrs: &[Attr], out: &mut Vec<u8>) {
+pub(crate) fn emit_attrs(attrs: &[Attr], out: &mut Vec<u8>) {
     for a in attrs {
         if a.value <= 0xffff {
             out.extend_from_slice(&(a.kind | 0x8000).to_be_bytes());
