@@ -29,6 +29,9 @@ const KEEP_DONE: Duration = Duration::from_secs(30);
 pub(crate) struct Child {
     pub spi_in: u32,
     pub spi_out: u32,
+    /// Our and the peer's selector (a quick mode for the same pair is a
+    /// rekey of this SA).
+    pub ts: (TrafficSelector, TrafficSelector),
     pub rekey_at: Option<Instant>,
     pub expire_at: Instant,
     /// A newer SA replaced this one (it is being retired).
@@ -272,7 +275,11 @@ impl IsakmpSa {
         self.stats.responses_sent += 1;
         self.stats.messages_received += 1;
         // A quick mode for selectors we already have is a rekey by the peer.
-        let rekey_of = self.children.iter().find(|c| !c.replaced).map(|c| c.spi_in);
+        let rekey_of = self
+            .children
+            .iter()
+            .find(|c| !c.replaced && c.ts == (ts_local, ts_remote))
+            .map(|c| c.spi_in);
         self.quick.push(Quick {
             mid,
             initiator: false,
@@ -447,6 +454,7 @@ impl IsakmpSa {
         let mut new = Child {
             spi_in,
             spi_out,
+            ts: (q.ts_local, q.ts_remote),
             rekey_at: initiator.then(|| now + peer.rekey_after(choice.lifetime, r)),
             expire_at: now + choice.lifetime,
             replaced: false,

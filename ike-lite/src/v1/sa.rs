@@ -134,6 +134,8 @@ pub(crate) struct IsakmpSa {
     pub(crate) children: Vec<Child>,
     pub rekey_at: Option<Instant>,
     pub expire_at: Option<Instant>,
+    /// Next RFC 3948 NAT keepalive (we are behind a NAT).
+    keepalive_at: Option<Instant>,
     pub(crate) dpd: super::info::Dpd,
     /// Send INITIAL-CONTACT in message 5 (a first SA, not a rekey).
     initial_contact: bool,
@@ -240,6 +242,7 @@ impl IsakmpSa {
             children: Vec::new(),
             rekey_at: None,
             expire_at: None,
+            keepalive_at: None,
             dpd: super::info::Dpd::default(),
             initial_contact: false,
             got_initial_contact: false,
@@ -689,6 +692,9 @@ impl IsakmpSa {
         }
         self.expire_at = Some(now + choice.lifetime);
         self.dpd.schedule(now, peer);
+        if self.natt && self.local_behind_nat {
+            self.keepalive_at = Some(now + cx.config.keepalive_interval);
+        }
         cx.events.push_back(Event::IkeSaUp {
             conn: self.conn,
             spi_i: self.cookie_i,
@@ -734,6 +740,7 @@ impl IsakmpSa {
         self.replaced = true;
         self.rekey_at = None;
         self.dpd = super::info::Dpd::default();
+        self.keepalive_at = None;
         self.quick.clear();
         self.expire_at = Some(now + RETIRED_GRACE);
     }
@@ -786,6 +793,16 @@ impl IsakmpSa {
             return;
         }
         self.dpd_timeout(now, peer, cx);
+        if self.keepalive_at.is_some_and(|t| now >= t) {
+            cx.transmits.push_back(Transmit {
+                src: self.local,
+                dst: self.remote,
+                payload: vec![0xff],
+                non_esp_marker: false,
+            });
+            self.stats.keepalives_sent += 1;
+            self.keepalive_at = Some(now + cx.config.keepalive_interval);
+        }
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
@@ -798,6 +815,7 @@ impl IsakmpSa {
             self.rekey_at,
             self.dpd.next_timeout(),
             self.quick_next_timeout(),
+            self.keepalive_at,
         ]
         .into_iter()
         .flatten()
