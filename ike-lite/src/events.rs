@@ -239,6 +239,8 @@ pub enum DatagramError {
     /// An IKE_SA_INIT request was turned away (cookie, INVALID_KE, no
     /// proposal); an answer may have been queued.
     Refused,
+    /// An IKEv1 message was dropped ([`crate::v1::DualEndpoint`]).
+    V1(crate::v1::Error),
 }
 
 impl fmt::Display for DatagramError {
@@ -252,6 +254,7 @@ impl fmt::Display for DatagramError {
             DatagramError::Fragment(e) => write!(f, "fragment refused: {e}"),
             DatagramError::Unexpected => f.write_str("message not expected in this state"),
             DatagramError::Refused => f.write_str("request refused"),
+            DatagramError::V1(e) => write!(f, "IKEv1: {e}"),
         }
     }
 }

@@ -34,3 +34,4 @@ pub use events::{
     ApiError, AuthFailure, ChildDeleteReason, DatagramError, DownReason, Event, IkeSaSecrets,
     IkeSaStats, Transmit,
 };
+pub use v1::{DualEndpoint, IkeVersion};

@@ -12,9 +12,11 @@
 //! traffic selectors), the private `sa` (one ISAKMP SA: main mode),
 //! `quick` (quick mode, IPsec SAs, rekey), `info` (DELETE, DPD) and
 //! [`Endpoint`] (every ISAKMP SA; what spans SAs: phase-1 rekey,
-//! INITIAL-CONTACT).
+//! INITIAL-CONTACT) and [`DualEndpoint`] (both versions behind one API, a
+//! version per connection, datagrams dispatched by their header).
 
 pub mod cbc;
+mod dual;
 mod endpoint;
 mod info;
 pub mod keys;
@@ -24,6 +26,7 @@ mod sa;
 pub mod ts;
 pub mod wire;
 
+pub use dual::{DualEndpoint, IkeVersion};
 pub use endpoint::Endpoint;
 pub use quick::OUTBOUND_SWITCH_DELAY;
 pub use sa::{VID_DPD, VID_NATT_RFC3947};
