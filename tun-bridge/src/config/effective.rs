@@ -518,7 +518,8 @@ fn build(
             cx.diag.warn(
                 &e.loc,
                 format!(
-                    "{}={}: IKEv1 is not implemented yet; IKEv2 will be used (AWS accepts both)",
+                    "{}={}: IKEv1 (Historic, RFC 9395) main mode with PSK will be used; \
+                     AWS also accepts IKEv2",
                     e.key,
                     e.value.as_deref().unwrap_or_default()
                 ),

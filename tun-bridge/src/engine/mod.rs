@@ -25,7 +25,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ike_lite::{
-    ChildSa, ConnId, DatagramError, DownReason, Endpoint, Event as IkeEvent, IkeSaSecrets, Transmit,
+    ChildSa, ConnId, DatagramError, DownReason, DualEndpoint, Event as IkeEvent, IkeSaSecrets,
+    Transmit,
 };
 use ipsec_core::datapath::Direction;
 use ipsec_core::sa::{Expiry, SaParams};
@@ -156,7 +157,8 @@ pub struct EngineOptions {
 
 /// The tunnel engine (see the module documentation).
 pub struct Engine {
-    ike: Endpoint,
+    /// IKEv2 and IKEv1 connections (each plan says which).
+    ike: DualEndpoint,
     tunnels: Vec<Tunnel>,
     by_conn: HashMap<ConnId, TunnelId>,
     groups: Vec<Group>,
@@ -178,7 +180,7 @@ impl Engine {
         opts: EngineOptions,
         now: Instant,
     ) -> Result<Engine, String> {
-        let mut ike = Endpoint::with_rng(opts.ike, opts.ike_rng);
+        let mut ike = DualEndpoint::with_rng(opts.ike, opts.ike_rng);
         let mut tunnels = Vec::with_capacity(plans.len());
         let mut by_conn = HashMap::new();
         let mut actions = VecDeque::new();
@@ -190,7 +192,7 @@ impl Engine {
                 tunnel: id,
                 policies,
             }));
-            let conn = ike.add_peer(plan.peer.clone());
+            let conn = ike.add_peer(plan.peer.clone(), plan.ike_version);
             by_conn.insert(conn, id);
             tunnels.push(Tunnel::new(id, plan, conn));
         }

@@ -19,7 +19,7 @@ use ike_lite::{Identity as IkeId, PeerConfig, Psk as IkePsk};
 use ipsec_core::crypto::{EncrId, IntegId};
 
 use crate::config::values::{
-    Auto, DpdAction, Encapsulation, Endpoint, Identity, IpNet, KeyingTries,
+    Auto, DpdAction, Encapsulation, Endpoint, Identity, IkeVersionPolicy, IpNet, KeyingTries,
 };
 use crate::config::{Config, EffectiveConn, Location, Secrets};
 use crate::packet::mss::{Encapsulation as MtuEncap, EspOverhead, OuterFamily, TunnelMtu};
@@ -237,6 +237,9 @@ pub struct ConnPlan {
     pub remote: IpAddr,
     /// ike-lite connection definition.
     pub peer: PeerConfig,
+    /// IKEv1 when the file asks for it (`keyexchange=ikev1`, `ikev2=no`),
+    /// else IKEv2.
+    pub ike_version: ike_lite::IkeVersion,
     /// TUN interface name.
     pub ifname: String,
     /// TUN MTU and matching MSS values.
@@ -464,6 +467,10 @@ pub fn plan_conn(
         local,
         remote,
         peer,
+        ike_version: match conn.ike_version {
+            IkeVersionPolicy::Ikev1Requested => ike_lite::IkeVersion::V1,
+            _ => ike_lite::IkeVersion::V2,
+        },
         ifname: ifname(conn),
         mtu,
         inside: conn.tunnel.local_inside.map(|a| (a.addr, a.prefix)),
