@@ -392,3 +392,73 @@ fn initial_contact_replaces_stale_sas() {
     assert_eq!(n.b.ike_sa_count(), 1);
     assert_eq!(Net::established(&n.events_b).len(), 2);
 }
+
+/// Replays a side's events: (installed inbound SPIs, current outbound SPI).
+fn datapath(events: &[Event]) -> (Vec<u32>, Option<u32>) {
+    let (mut inbound, mut out) = (Vec::new(), None);
+    for e in events {
+        match e {
+            Event::ChildSaEstablished(c) => {
+                inbound.push(c.spi_in);
+                if c.rekey_of.is_none() || out.is_none() {
+                    out = Some(c.spi_out);
+                }
+            }
+            Event::ChildSaOutboundSwitched {
+                old_spi_out,
+                new_spi_out,
+                ..
+            } => {
+                if out == Some(*old_spi_out) {
+                    out = Some(*new_spi_out);
+                }
+            }
+            Event::ChildSaDeleted {
+                spi_in, spi_out, ..
+            } => {
+                inbound.retain(|s| s != spi_in);
+                if out == Some(*spi_out) {
+                    out = None;
+                }
+            }
+            _ => {}
+        }
+    }
+    (inbound, out)
+}
+
+#[test]
+fn both_sides_rekey_at_once() {
+    let mut n = up("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    let (a_old, b_old) = assert_mirrored(&n);
+    n.a.rekey_child(n.now, n.a_conn, a_old).unwrap();
+    n.b.rekey_child(n.now, n.b_conn, b_old).unwrap();
+    for _ in 0..40 {
+        n.run_for(Duration::from_millis(100));
+        let (a_in, a_out) = datapath(&n.events_a);
+        let (b_in, b_out) = datapath(&n.events_b);
+        // Whatever each side sends on, the other can decrypt.
+        assert!(
+            a_out.is_some_and(|s| b_in.contains(&s)),
+            "A {:?}\nB {:?}",
+            n.events_a,
+            n.events_b
+        );
+        assert!(
+            b_out.is_some_and(|s| a_in.contains(&s)),
+            "A {:?}\nB {:?}",
+            n.events_a,
+            n.events_b
+        );
+    }
+    // The old pair is gone on both sides; what is left mirrors.
+    let (a_in, _) = datapath(&n.events_a);
+    let (b_in, _) = datapath(&n.events_b);
+    assert!(!a_in.contains(&a_old) && !b_in.contains(&b_old));
+    let a_sas = n.a.child_sas(n.a_conn);
+    let b_sas = n.b.child_sas(n.b_conn);
+    assert!(!a_sas.is_empty() && a_sas.len() <= 2, "{a_sas:?}");
+    for (i, o) in &a_sas {
+        assert!(b_sas.contains(&(*o, *i)), "{a_sas:x?} {b_sas:x?}");
+    }
+}
