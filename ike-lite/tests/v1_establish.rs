@@ -408,11 +408,7 @@ fn datapath(events: &[Event]) -> (Vec<u32>, Option<u32>) {
                 old_spi_out,
                 new_spi_out,
                 ..
-            } => {
-                if out == Some(*old_spi_out) {
-                    out = Some(*new_spi_out);
-                }
-            }
+            } if out == Some(*old_spi_out) => out = Some(*new_spi_out),
             Event::ChildSaDeleted {
                 spi_in, spi_out, ..
             } => {
