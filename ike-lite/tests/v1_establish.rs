@@ -458,3 +458,32 @@ fn both_sides_rekey_at_once() {
         assert!(b_sas.contains(&(*o, *i)), "{a_sas:x?} {b_sas:x?}");
     }
 }
+
+#[test]
+fn replayed_quick_mode_does_not_kill_the_isakmp_sa() {
+    let mut n = up("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    assert_mirrored(&n);
+    // Someone replays A's quick mode message 1 after it was forgotten.
+    let qm1 = n.log[6].1.clone();
+    n.run_for(Duration::from_secs(60));
+    n.b.handle_datagram(n.now, qm1.dst, qm1.src, &qm1.payload)
+        .unwrap();
+    // B answers, but A never confirms the replay (drop B's answers).
+    n.fate = Box::new(|side, _| {
+        if side == Side::B {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    n.run_for(Duration::from_secs(120));
+    assert!(
+        !n.events_b
+            .iter()
+            .any(|e| matches!(e, Event::PeerDead { .. } | Event::IkeSaDown { .. })),
+        "{:?}",
+        n.events_b
+    );
+    assert!(n.b.ike_spis(n.b_conn).is_some());
+    assert_eq!(n.b.child_sas(n.b_conn).len(), 1);
+}

@@ -508,7 +508,15 @@ impl IsakmpSa {
             if let Some(o) = q.out.as_mut() {
                 match o.due(now, peer) {
                     Some(true) => resend.push(o.msg.clone()),
-                    Some(false) => dead = true,
+                    // Our own request unanswered: the peer is gone.
+                    Some(false) if q.initiator => dead = true,
+                    // A message 1 whose sender never confirmed (lost, or
+                    // replayed by someone else): only this exchange ends.
+                    Some(false) => {
+                        q.out = None;
+                        q.done_at = Some(now);
+                        q.state = QState::Done;
+                    }
                     None => {}
                 }
             }
