@@ -487,3 +487,36 @@ fn replayed_quick_mode_does_not_kill_the_isakmp_sa() {
     assert!(n.b.ike_spis(n.b_conn).is_some());
     assert_eq!(n.b.child_sas(n.b_conn).len(), 1);
 }
+
+#[test]
+fn the_responder_rekeys_when_the_initiator_does_not() {
+    let (mut a, mut b) = pair("aes128-sha1-modp1024", "aes128-sha1");
+    // A would rekey only when everything expires; B keeps things alive.
+    a.rekey_margin = Duration::ZERO;
+    for p in [&mut a, &mut b] {
+        p.ike_lifetime = Duration::from_secs(1000);
+        p.child_lifetime = Duration::from_secs(600);
+    }
+    let mut n = Net::new(a, b);
+    n.a.initiate(n.now, n.a_conn).unwrap();
+    n.run_for(Duration::from_secs(1500));
+    let gone = |e: &Event| {
+        matches!(
+            e,
+            Event::IkeSaDown { .. }
+                | Event::ChildSaDeleted {
+                    reason: ChildDeleteReason::Expired | ChildDeleteReason::IkeSaGone,
+                    ..
+                }
+        )
+    };
+    assert_eq!(
+        Net::count(&n.events_a, gone) + Net::count(&n.events_b, gone),
+        0,
+        "{:?}",
+        n.events_b
+    );
+    assert!(Net::count(&n.events_b, |e| matches!(e, Event::IkeSaRekeyed { .. })) >= 1);
+    assert!(Net::established(&n.events_b).len() >= 3);
+    assert!(n.a.child_sas(n.a_conn).len() <= 2);
+}

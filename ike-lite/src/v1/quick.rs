@@ -455,7 +455,7 @@ impl IsakmpSa {
             spi_in,
             spi_out,
             ts: (q.ts_local, q.ts_remote),
-            rekey_at: initiator.then(|| now + peer.rekey_after(choice.lifetime, r)),
+            rekey_at: Some(now + super::sa::rekey_time(initiator, peer, choice.lifetime, r)),
             expire_at: now + choice.lifetime,
             replaced: false,
             switch: None,

@@ -150,6 +150,22 @@ pub(crate) struct IsakmpSa {
     pub stats: IkeSaStats,
 }
 
+/// How long before expiry the side that did not create an SA rekeys it,
+/// should its creator not have done so (creators use margins of minutes).
+const FALLBACK_REKEY_MARGIN: Duration = Duration::from_secs(30);
+
+/// When to rekey an SA of `lifetime`: the side that created it at the
+/// configured margin (with fuzz); the other side only as a fallback just
+/// before expiry (the creator's rekey, arriving first, retires the old SA
+/// and so cancels it).
+pub(crate) fn rekey_time(creator: bool, peer: &PeerConfig, lifetime: Duration, r: f64) -> Duration {
+    if creator {
+        peer.rekey_after(lifetime, r)
+    } else {
+        lifetime.saturating_sub(FALLBACK_REKEY_MARGIN.min(lifetime / 10))
+    }
+}
+
 fn random_cookie(rng: &mut dyn CryptoRngCore) -> u64 {
     loop {
         let c = rng.next_u64();
@@ -687,9 +703,7 @@ impl IsakmpSa {
         self.state = State::Established;
         self.just_established = true;
         let r = (cx.rng.next_u32() as f64) / (u32::MAX as f64);
-        if self.initiator {
-            self.rekey_at = Some(now + peer.rekey_after(choice.lifetime, r));
-        }
+        self.rekey_at = Some(now + rekey_time(self.initiator, peer, choice.lifetime, r));
         self.expire_at = Some(now + choice.lifetime);
         self.dpd.schedule(now, peer);
         if self.natt && self.local_behind_nat {
