@@ -520,3 +520,21 @@ fn the_responder_rekeys_when_the_initiator_does_not() {
     assert!(Net::established(&n.events_b).len() >= 3);
     assert!(n.a.child_sas(n.a_conn).len() <= 2);
 }
+
+#[test]
+fn no_proposal_chosen_fails_fast() {
+    let (a, mut b) = pair("aes128-sha1-modp1024", "aes128-sha1");
+    b.ike_proposals = ike_lite::proposal::parse_ike_proposals("aes256-sha512-ecp384").unwrap();
+    let mut n = Net::new(a, b);
+    n.a.initiate(n.now, n.a_conn).unwrap();
+    n.run_for(Duration::from_millis(100));
+    assert_eq!(
+        n.events_a,
+        vec![Event::IkeSaDown {
+            conn: n.a_conn,
+            reason: DownReason::Refused(ike_lite::message::NotifyType::NO_PROPOSAL_CHOSEN)
+        }]
+    );
+    assert_eq!((n.a.ike_sa_count(), n.b.ike_sa_count()), (0, 0));
+    assert_eq!(n.log.len(), 2, "message 1 and the refusal");
+}

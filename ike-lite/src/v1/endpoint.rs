@@ -7,7 +7,7 @@
 //! it, the old SA deleted) and INITIAL-CONTACT.
 
 use super::sa::{Ctx, Datagram, IsakmpSa};
-use super::wire::{Exchange, Header};
+use super::wire::{self, Exchange, Header};
 use super::Error;
 use crate::config::{Config, ConnId, PeerConfig};
 use crate::events::{ApiError, ChildDeleteReason, DownReason, Event, IkeSaStats, Transmit};
@@ -307,7 +307,21 @@ impl Endpoint {
             .map(ConnId)
             .ok_or(Error::NoMatchingPeer)?;
         let (mut cx, peers, _) = self.split();
-        let sa = IsakmpSa::respond(now, d, conn, &peers[conn.0], &mut cx)?;
+        let sa = match IsakmpSa::respond(now, d, conn, &peers[conn.0], &mut cx) {
+            Ok(sa) => sa,
+            Err(Error::NoProposalChosen) => {
+                // Tell the initiator at once (unprotected, as nothing is
+                // keyed yet) instead of letting it retransmit into silence.
+                let natt = d.local.port() == cx.config.natt_port;
+                cx.transmits.push_back(super::info::refusal(
+                    d,
+                    wire::notify::NO_PROPOSAL_CHOSEN,
+                    natt,
+                ));
+                return Err(Error::NoProposalChosen);
+            }
+            Err(e) => return Err(e),
+        };
         self.insert(sa);
         Ok(())
     }

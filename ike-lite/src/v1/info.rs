@@ -10,7 +10,7 @@ use super::wire::{
 };
 use super::Error;
 use crate::config::PeerConfig;
-use crate::events::{ChildDeleteReason, DownReason, Event};
+use crate::events::{ChildDeleteReason, DownReason, Event, Transmit};
 use std::time::{Duration, Instant};
 
 /// Interval between R-U-THERE retransmissions while a probe is pending.
@@ -42,7 +42,54 @@ impl Dpd {
     }
 }
 
+/// An unprotected informational message answering `d` with the error
+/// notification `kind` (phase 1, before any key exists); `natt`: `d` came
+/// on the NAT-T port, so the answer needs the non-ESP marker.
+pub(crate) fn refusal(d: &Datagram<'_>, kind: u16, natt: bool) -> Transmit {
+    let h = d.header;
+    let mut spi = [0u8; 16];
+    spi[..8].copy_from_slice(&h.cookie_i.to_be_bytes());
+    spi[8..].copy_from_slice(&h.cookie_r.to_be_bytes());
+    let n = NotifyPayload {
+        protocol: PROTO_ISAKMP,
+        kind,
+        spi: &spi,
+        data: &[],
+    };
+    let header = wire::Header {
+        exchange: Exchange::INFORMATIONAL,
+        message_id: 0,
+        flags: 0,
+        ..h
+    };
+    let mut payload = if natt { vec![0u8; 4] } else { Vec::new() };
+    payload.extend_from_slice(&wire::emit_plain(header, &[(Kind::NOTIFY, n.emit())]));
+    Transmit {
+        src: d.local,
+        dst: d.remote,
+        payload,
+        non_esp_marker: natt,
+    }
+}
+
 impl IsakmpSa {
+    /// An unprotected informational during main mode message 1/2: the
+    /// responder refused our proposals.
+    pub(crate) fn refused(&mut self, d: &Datagram<'_>, cx: &mut Ctx<'_>) -> Result<(), Error> {
+        let m = Message::parse(d.bytes)?;
+        for p in m.all(Kind::NOTIFY) {
+            let n = NotifyPayload::parse(p.body)?;
+            if n.kind == wire::notify::NO_PROPOSAL_CHOSEN {
+                self.close(
+                    DownReason::Refused(crate::message::NotifyType::NO_PROPOSAL_CHOSEN),
+                    cx,
+                );
+                return Err(Error::NoProposalChosen);
+            }
+        }
+        Err(Error::Unexpected)
+    }
+
     fn cookies(&self) -> [u8; 16] {
         let mut s = [0u8; 16];
         s[..8].copy_from_slice(&self.cookie_i.to_be_bytes());

@@ -557,6 +557,7 @@ impl IsakmpSa {
             Exchange::MAIN => self.handle_main(now, d, peer, cx),
             Exchange::QUICK if self.is_established() => self.handle_quick(now, d, peer, cx),
             Exchange::INFORMATIONAL if self.keys.is_some() => self.handle_info(now, d, peer, cx),
+            Exchange::INFORMATIONAL if self.state == State::ISentSa => self.refused(d, cx),
             Exchange::AGGRESSIVE => Err(Error::AggressiveModeRefused),
             _ => Err(Error::Unexpected),
         }
