@@ -538,3 +538,28 @@ fn no_proposal_chosen_fails_fast() {
     assert_eq!((n.a.ike_sa_count(), n.b.ike_sa_count()), (0, 0));
     assert_eq!(n.log.len(), 2, "message 1 and the refusal");
 }
+
+#[test]
+fn encrypted_message_without_payloads_is_refused() {
+    let mut n = up("aes128-sha1-modp1024", "aes128-sha1");
+    let (ci, cr) = n.b.ike_spis(n.b_conn).unwrap();
+    for exchange in [Exchange::QUICK, Exchange::INFORMATIONAL, Exchange::MAIN] {
+        let mut msg = Vec::new();
+        Header {
+            cookie_i: ci,
+            cookie_r: cr,
+            next: Kind::NONE,
+            exchange,
+            flags: ike_lite::v1::wire::FLAG_ENCRYPTED,
+            message_id: 0x0102_0304,
+            length: 28 + 16,
+        }
+        .emit(&mut msg);
+        msg.extend_from_slice(&[0; 16]);
+        let r =
+            n.b.handle_datagram(n.now, addr("198.51.100.2:500"), addr("192.0.2.1:500"), &msg);
+        assert!(r.is_err(), "{exchange:?}");
+    }
+    n.run_for(Duration::from_secs(1));
+    assert!(n.b.ike_spis(n.b_conn).is_some());
+}

@@ -80,9 +80,11 @@ fn random_nonzero(cx: &mut Ctx<'_>) -> u32 {
     }
 }
 
+/// Every payload after the first (the HASH), as the HASHes cover them.
 fn chain_after_first(m: &Message<'_>) -> Vec<u8> {
-    m.payloads[1..]
+    m.payloads
         .iter()
+        .skip(1)
         .flat_map(|p| p.whole.iter().copied())
         .collect()
 }
@@ -334,6 +336,8 @@ impl IsakmpSa {
             .body;
         let (mut choice, spi_out) =
             prop::accept_phase2(&q.offers, &sa).ok_or(Error::NoProposalChosen)?;
+        // Never longer than we asked for (the answer's value is the peer's).
+        choice.lifetime = choice.lifetime.min(peer.child_lifetime);
         for n in m.all(Kind::NOTIFY) {
             let n = NotifyPayload::parse(n.body)?;
             if n.kind == wire::notify::RESPONDER_LIFETIME {
