@@ -165,7 +165,7 @@ impl Phase1Choice {
             _ => return None,
         };
         let lifetime = match (t.attr(p1::LIFE_TYPE), t.attr(p1::LIFE_DURATION)) {
-            (Some(SECONDS), Some(s)) => Duration::from_secs(s),
+            (Some(SECONDS), Some(s)) if s > 0 => Duration::from_secs(s),
             _ => Duration::from_secs(28_800),
         };
         Some(Phase1Choice {
@@ -336,7 +336,7 @@ fn esp_from_transform(t: &Transform) -> Option<(EspChoice, Duration, bool)> {
         _ => return None,
     };
     let lifetime = match (t.attr(p2::LIFE_TYPE), t.attr(p2::LIFE_DURATION)) {
-        (Some(p2::LIFE_SECONDS), Some(s)) => Duration::from_secs(s),
+        (Some(p2::LIFE_SECONDS), Some(s)) if s > 0 => Duration::from_secs(s),
         _ => Duration::from_secs(28_800),
     };
     let dh = match t.attr(p2::GROUP) {
@@ -532,6 +532,13 @@ mod tests {
         assert!(select_phase2(&nopfs, Duration::from_secs(1), &sa, 1).is_none());
         let gcm = phase2_offers(&parse_esp_proposals("aes128gcm16").unwrap());
         assert_eq!(gcm[0].suite.integ, IntegId::NONE);
+        // A zero lifetime means "not given": the RFC 2407 default of 8 h.
+        let zero = phase2_sa(&offers, Duration::ZERO, false, 7);
+        let (c, _, life, _) = select_phase2(&offers, Duration::from_secs(60), &zero, 1).unwrap();
+        assert_eq!(
+            (life, c.lifetime),
+            (Duration::from_secs(28_800), Duration::from_secs(60))
+        );
         let d = responder_lifetime_data(Duration::from_secs(100_000));
         assert_eq!(
             parse_responder_lifetime(&d),
