@@ -164,6 +164,10 @@ pub enum Event {
         /// Connection.
         conn: ConnId,
     },
+    /// The encryption key of a new IKEv1 ISAKMP SA, for decrypting
+    /// captures (Wireshark's IKEv1 decryption table). Only produced when
+    /// [`Config::export_ike_keys`](crate::Config::export_ike_keys) is set.
+    IsakmpSaSecrets(Box<crate::v1::IsakmpSaSecrets>),
     /// NAT detection result of IKE_SA_INIT, when a NAT (or forced
     /// encapsulation) moves the SA to the NAT-T port.
     NatDetected {

@@ -563,3 +563,34 @@ fn encrypted_message_without_payloads_is_refused() {
     n.run_for(Duration::from_secs(1));
     assert!(n.b.ike_spis(n.b_conn).is_some());
 }
+
+#[test]
+fn isakmp_keys_exported_only_when_asked() {
+    let secrets = |ev: &[Event]| -> Vec<ike_lite::v1::IsakmpSaSecrets> {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::IsakmpSaSecrets(s) => Some((**s).clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let n = up("aes256-sha1-modp2048", "aes128-sha1");
+    assert!(secrets(&n.events_a).is_empty() && secrets(&n.events_b).is_empty());
+    let (a, b) = pair("aes256-sha1-modp2048", "aes128-sha1");
+    let config = ike_lite::Config {
+        export_ike_keys: true,
+        ..Default::default()
+    };
+    let mut n = Net::with_config(a, b, config);
+    n.a.initiate(n.now, n.a_conn).unwrap();
+    n.run_for(Duration::from_secs(1));
+    let (sa, sb) = (secrets(&n.events_a), secrets(&n.events_b));
+    assert_eq!((sa.len(), sb.len()), (1, 1));
+    assert_eq!(sa[0].enc_key, sb[0].enc_key);
+    assert_eq!(sa[0].enc_key.len(), 32, "AES-256 Ka, expanded from SHA-1");
+    assert_eq!(
+        (sa[0].cookie_i, sa[0].cookie_r),
+        n.a.ike_spis(n.a_conn).unwrap()
+    );
+    assert!(format!("{:?}", sa[0]).contains("<32 bytes redacted>"));
+}

@@ -313,6 +313,10 @@ fn with_conn(ev: Event, f: impl Fn(ConnId) -> ConnId) -> Event {
             s.conn = f(s.conn);
             Event::IkeSaSecrets(s)
         }
+        Event::IsakmpSaSecrets(mut s) => {
+            s.conn = f(s.conn);
+            Event::IsakmpSaSecrets(s)
+        }
         Event::IkeSaDown { conn, reason } => Event::IkeSaDown {
             conn: f(conn),
             reason,

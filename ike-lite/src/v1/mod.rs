@@ -29,7 +29,7 @@ pub mod wire;
 pub use dual::{DualEndpoint, IkeVersion};
 pub use endpoint::Endpoint;
 pub use quick::OUTBOUND_SWITCH_DELAY;
-pub use sa::{VID_DPD, VID_NATT_RFC3947};
+pub use sa::{IsakmpSaSecrets, VID_DPD, VID_NATT_RFC3947};
 
 use crate::crypto::PrfError;
 use core::fmt;

@@ -30,6 +30,23 @@ pub const VID_DPD: [u8; 16] = [
 /// How long a replaced ISAKMP SA lingers for the peer's DELETE.
 const RETIRED_GRACE: Duration = Duration::from_secs(30);
 
+/// The keys Wireshark needs to decrypt an ISAKMP SA's messages (its
+/// "IKEv1 Decryption Table": initiator cookie and encryption key); zeroized
+/// on drop, redacted `Debug`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsakmpSaSecrets {
+    /// Connection.
+    pub conn: ConnId,
+    /// Initiator cookie.
+    pub cookie_i: u64,
+    /// Responder cookie.
+    pub cookie_r: u64,
+    /// Negotiated algorithms.
+    pub algorithms: crate::proposal::IkeChoice,
+    /// `Ka`, the message encryption key.
+    pub enc_key: crate::crypto::SecretBytes,
+}
+
 /// What every SA call borrows from the endpoint.
 pub(crate) struct Ctx<'a> {
     pub config: &'a Config,
@@ -718,6 +735,16 @@ impl IsakmpSa {
             udp_encap: self.natt,
             algorithms: choice.ike_choice(),
         });
+        if let (true, Some(k)) = (cx.config.export_ike_keys, &self.keys) {
+            cx.events
+                .push_back(Event::IsakmpSaSecrets(Box::new(IsakmpSaSecrets {
+                    conn: self.conn,
+                    cookie_i: self.cookie_i,
+                    cookie_r: self.cookie_r,
+                    algorithms: choice.ike_choice(),
+                    enc_key: k.enc_key.clone(),
+                })));
+        }
     }
 
     /// Tears the SA down: every Child SA is reported deleted and, unless

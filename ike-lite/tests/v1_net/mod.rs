@@ -105,8 +105,12 @@ pub struct Net {
 
 impl Net {
     pub fn new(a: PeerConfig, b: PeerConfig) -> Net {
-        let mut ea = Endpoint::with_rng(Config::default(), Box::new(TestRng(1)));
-        let mut eb = Endpoint::with_rng(Config::default(), Box::new(TestRng(2)));
+        Net::with_config(a, b, Config::default())
+    }
+
+    pub fn with_config(a: PeerConfig, b: PeerConfig, config: Config) -> Net {
+        let mut ea = Endpoint::with_rng(config.clone(), Box::new(TestRng(1)));
+        let mut eb = Endpoint::with_rng(config, Box::new(TestRng(2)));
         let a_conn = ea.add_peer(a);
         let b_conn = eb.add_peer(b);
         Net {

@@ -70,6 +70,8 @@ pub enum Action {
     },
     /// IKE keys for `--log-keys`.
     IkeSecrets(Box<IkeSaSecrets>),
+    /// IKEv1 ISAKMP keys for `--log-keys`.
+    IsakmpSecrets(Box<ike_lite::v1::IsakmpSaSecrets>),
 }
 
 /// A change to the data path (carried out by [`crate::dataplane`]).
@@ -437,6 +439,12 @@ impl Engine {
             IkeEvent::IkeSaSecrets(_) => {
                 if let IkeEvent::IkeSaSecrets(s) = ev {
                     self.actions.push_back(Action::IkeSecrets(s));
+                }
+                return;
+            }
+            IkeEvent::IsakmpSaSecrets(_) => {
+                if let IkeEvent::IsakmpSaSecrets(s) = ev {
+                    self.actions.push_back(Action::IsakmpSecrets(s));
                 }
                 return;
             }

@@ -206,7 +206,7 @@ impl Net {
                             }
                         }
                         Action::Routes { tunnel, routes } => s.routes.push((tunnel, routes)),
-                        Action::IkeSecrets(_) => {}
+                        Action::IkeSecrets(_) | Action::IsakmpSecrets(_) => {}
                     }
                 }
                 while let Some(ev) = s.dp.poll_event() {
