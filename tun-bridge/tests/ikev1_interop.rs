@@ -237,3 +237,90 @@ fn tun_bridge_to_tun_bridge_ikev1() {
     ga.stop(&mut lab);
     gb.stop(&mut lab);
 }
+
+/// Short lifetimes (IPsec SA 20 s, ISAKMP SA 30 s, margin 6 s): a paced
+/// transfer of 40 s spans quick-mode rekeys and phase-1 rekeys of both
+/// gateways and must arrive whole.
+#[test]
+fn rekeys_during_a_paced_transfer_ikev1() {
+    let _g = serial();
+    if !Lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).expect("topology");
+    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
+    let key = psk("v1rekey");
+    let short = |mut c: TbConn| {
+        c.lifetime = "20s".into();
+        c.ikelifetime = "30s".into();
+        c.extra = vec!["rekeymargin=6s".into(), "rekeyfuzz=0%".into()];
+        c
+    };
+    let ca = short(TbConn::new(
+        "site-b",
+        "start",
+        &a,
+        &b,
+        &t.site_a_cidr(),
+        &t.site_b_cidr(),
+        &AWS,
+    ));
+    let cb = short(TbConn::new(
+        "site-a",
+        "add",
+        &b,
+        &a,
+        &t.site_b_cidr(),
+        &t.site_a_cidr(),
+        &AWS,
+    ));
+    let gb = TunBridge::start(
+        &mut lab,
+        &t.gw_b,
+        "gw-b",
+        &v1_conf(cb),
+        &ipsec_secrets(&[(&b, &a, &key)]),
+    );
+    gb.wait_listening(&mut lab);
+    let ga = TunBridge::start(
+        &mut lab,
+        &t.gw_a,
+        "gw-a",
+        &v1_conf(ca),
+        &ipsec_secrets(&[(&a, &b, &key)]),
+    );
+    ga.wait_established(&mut lab, &["site-b"]);
+    gb.wait_established(&mut lab, &["site-a"]);
+    let spi0 = ga.tunnel("site-b").and_then(|s| s.spi_in);
+    let pace = 256u64 << 10;
+    let bytes = pace * 40;
+    let r = netns_lab::traffic::tcp_transfer_paced(
+        &t.host_a,
+        &t.host_b,
+        t.host_b_addr(),
+        5404,
+        bytes,
+        Some(pace),
+        Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "transfer across rekeys: {e}\n--- A:\n{}\n--- B:\n{}",
+            ga.log_tail(60),
+            gb.log_tail(60)
+        )
+    });
+    println!("IKEv1 transfer across rekeys: {r}");
+    assert!(r.intact(), "{r}");
+    assert_eq!(r.received, bytes);
+    let st = ga.tunnel("site-b").expect("status");
+    assert_ne!(st.spi_in, spi0, "still on the first IPsec SA: {st:?}");
+    assert!(st.child_rekeys >= 2, "{st:?}\n{}", ga.log_tail(40));
+    let logs = format!("{}{}", ga.log(), gb.log());
+    assert!(logs.contains("IKE SA rekeyed"), "no phase-1 rekey:\n{logs}");
+    assert!(!logs.contains("IKE SA down"), "an SA went down:\n{logs}");
+    ping_both_ways(&lab, &t, "after rekeys");
+    ga.stop(&mut lab);
+    gb.stop(&mut lab);
+}
