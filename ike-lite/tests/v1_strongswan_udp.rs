@@ -8,7 +8,8 @@
 //! rekey the IPsec SA (quick mode, with KE when the ESP proposal names a
 //! group), rekey the ISAKMP SA (a new main mode), send an R-U-THERE and
 //! delete; after each step strongSwan's `swanctl --list-sas` must show
-//! exactly the SAs we hold. Then strongSwan initiates and we respond.
+//! exactly the SAs we hold. Then strongSwan initiates and we respond;
+//! last, DPD finds charon killed.
 //! kernel-libipsec fakes NAT detection, so the exchange floats to 4500.
 //!
 //! Without root or strongSwan the test is skipped with a message, except
@@ -440,4 +441,48 @@ fn strongswan_ikev1_both_roles() {
         we_initiate(&ours, &swan, case);
     }
     they_initiate(&ours, &swan, &CASES[0]);
+    dpd_finds_a_killed_peer(&ours, swan, &mut lab);
+}
+
+/// R-U-THERE every 2 s; charon is killed: the peer is declared dead.
+fn dpd_finds_a_killed_peer(ours_ns: &str, swan: StrongSwan, lab: &mut Lab) {
+    let case = &CASES[0];
+    swan.load(&swan_conn(case))
+        .expect("load strongSwan connection");
+    let mut p = peer_config(case);
+    p.dpd_delay = Some(Duration::from_secs(2));
+    p.dpd_timeout = Duration::from_secs(8);
+    let mut d = Driver::new(ours_ns, p);
+    d.ep.initiate(Instant::now(), d.conn).expect("initiate");
+    d.flush();
+    d.run_until("DPD setup", &swan, false, |ev| {
+        ev.iter().any(|e| matches!(e, Event::ChildSaEstablished(_)))
+    });
+    // Answered probes keep it up.
+    d.idle(Duration::from_secs(5));
+    assert!(
+        !d.events.iter().any(|e| matches!(e, Event::PeerDead { .. })),
+        "{:?}",
+        d.events
+    );
+    let answered = d.ep.stats(d.conn).expect("stats").messages_received;
+    let t0 = Instant::now();
+    swan.kill(lab);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.events.iter().any(|e| matches!(e, Event::PeerDead { .. })) {
+        assert!(Instant::now() < deadline, "no PeerDead: {:?}", d.events);
+        d.idle(Duration::from_millis(50));
+    }
+    println!(
+        "DPD: {answered} messages answered before the kill; dead after {:?}",
+        t0.elapsed()
+    );
+    assert!(d.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown {
+            reason: ike_lite::DownReason::Timeout,
+            ..
+        }
+    )));
+    assert_eq!(d.ep.ike_sa_count(), 0);
 }
