@@ -6,7 +6,9 @@
 //! * tun-bridge (initiator) -> strongSwan `version = 1` (responder), then
 //!   strongSwan rekeys the IPsec SA (quick mode) and traffic still flows,
 //! * strongSwan (initiator) -> tun-bridge (responder),
-//! * tun-bridge <-> tun-bridge.
+//! * tun-bridge <-> tun-bridge,
+//! * tun-bridge <-> tun-bridge with 20 s / 30 s lifetimes: a paced transfer
+//!   across quick-mode and phase-1 rekeys.
 //!
 //! kernel-libipsec fakes NAT-D, so against strongSwan the ISAKMP SA floats
 //! to 4500 and ESP is UDP-encapsulated. Without root/strongSwan the tests
