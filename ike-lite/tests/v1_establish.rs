@@ -594,3 +594,33 @@ fn isakmp_keys_exported_only_when_asked() {
     );
     assert!(format!("{:?}", sa[0]).contains("<32 bytes redacted>"));
 }
+
+#[test]
+fn reload_replaces_and_retires_connections() {
+    let mut n = up("aes128-sha1-modp1024", "aes128-sha1");
+    assert_mirrored(&n);
+    // A new lifetime applies to the next IPsec SA.
+    let mut b2 = n.b.peer(n.b_conn).unwrap().clone();
+    b2.child_lifetime = Duration::from_secs(900);
+    let old = n.b.replace_peer(n.b_conn, b2).unwrap();
+    assert_eq!(old.child_lifetime, Duration::from_secs(8 * 3600));
+    let spi = n.a.child_sas(n.a_conn)[0].0;
+    n.a.rekey_child(n.now, n.a_conn, spi).unwrap();
+    n.run_for(Duration::from_secs(2));
+    assert_eq!(
+        Net::established(&n.events_a)[1].lifetime,
+        Duration::from_secs(900)
+    );
+    // Retired: the SAs live on, but nothing new is negotiated.
+    n.b.retire_peer(n.b_conn).unwrap();
+    assert!(n.b.initiate(n.now, n.b_conn).is_err());
+    let spi = n.a.child_sas(n.a_conn)[0].0;
+    n.a.rekey_child(n.now, n.a_conn, spi).unwrap();
+    n.run_for(Duration::from_secs(2));
+    assert_eq!(Net::established(&n.events_b).len(), 2);
+    assert!(n.b.ike_spis(n.b_conn).is_some());
+    assert_eq!(
+        n.b.retire_peer(ike_lite::ConnId(9)),
+        Err(ike_lite::ApiError::UnknownConn)
+    );
+}

@@ -76,6 +76,25 @@ impl Endpoint {
         self.peers.get(conn.0)
     }
 
+    /// Replaces the configuration of `conn` (a reload); its SAs stay and
+    /// follow `peer` from now on (timers, proposals of the next exchange).
+    /// Returns the previous configuration.
+    pub fn replace_peer(&mut self, conn: ConnId, peer: PeerConfig) -> Result<PeerConfig, ApiError> {
+        let slot = self.peers.get_mut(conn.0).ok_or(ApiError::UnknownConn)?;
+        Ok(std::mem::replace(slot, peer))
+    }
+
+    /// Retires `conn`: no proposal is left to offer or accept (so it can
+    /// neither be initiated nor answer a main mode or quick mode) and its
+    /// PSK is wiped; its SAs live on until deleted. The id is not reused.
+    pub fn retire_peer(&mut self, conn: ConnId) -> Result<(), ApiError> {
+        let peer = self.peers.get_mut(conn.0).ok_or(ApiError::UnknownConn)?;
+        peer.ike_proposals.clear();
+        peer.esp_proposals.clear();
+        peer.psk = crate::config::Psk::new(Vec::new());
+        Ok(())
+    }
+
     fn split(&mut self) -> (Ctx<'_>, &[PeerConfig], &mut BTreeMap<u64, IsakmpSa>) {
         (
             Ctx {
