@@ -164,6 +164,10 @@ pub enum Event {
         /// Connection.
         conn: ConnId,
     },
+    /// The encryption key of a new IKEv1 ISAKMP SA, for decrypting
+    /// captures (Wireshark's IKEv1 decryption table). Only produced when
+    /// [`Config::export_ike_keys`](crate::Config::export_ike_keys) is set.
+    IsakmpSaSecrets(Box<crate::v1::IsakmpSaSecrets>),
     /// NAT detection result of IKE_SA_INIT, when a NAT (or forced
     /// encapsulation) moves the SA to the NAT-T port.
     NatDetected {
@@ -243,6 +247,8 @@ pub enum DatagramError {
     /// (blocked source, half-open cap, oversized); see
     /// [`EndpointStats`](crate::EndpointStats).
     Limited,
+    /// An IKEv1 message was dropped ([`crate::v1::DualEndpoint`]).
+    V1(crate::v1::Error),
 }
 
 impl fmt::Display for DatagramError {
@@ -257,6 +263,7 @@ impl fmt::Display for DatagramError {
             DatagramError::Unexpected => f.write_str("message not expected in this state"),
             DatagramError::Refused => f.write_str("request refused"),
             DatagramError::Limited => f.write_str("IKE_SA_INIT dropped by a flood limit"),
+            DatagramError::V1(e) => write!(f, "IKEv1: {e}"),
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod message;
 pub mod proposal;
 mod sa;
 pub mod ts;
+pub mod v1;
 
 pub use child::{ChildSa, KeyMaterial, SaParamsError};
 pub use config::{Config, ConnId, Identity, PeerConfig, Psk, RetransmitPolicy};
@@ -36,3 +37,4 @@ pub use events::{
     IkeSaStats, Transmit,
 };
 pub use flood::{CookieMode, EndpointStats, FloodLimits};
+pub use v1::{DualEndpoint, IkeVersion};

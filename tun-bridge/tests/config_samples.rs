@@ -163,7 +163,7 @@ fn aws_strongswan_sample() {
             .map(|w| w.line)
             .collect()
     };
-    assert_eq!(lines("IKEv1 is not implemented"), [22, 47]);
+    assert_eq!(lines("IKEv1 (Historic, RFC 9395)"), [22, 47]);
     assert_eq!(lines("leftupdown is not executed"), [37, 62]);
 }
 

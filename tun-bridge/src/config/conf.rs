@@ -34,6 +34,8 @@ pub const CONN_KEYS: &[(&str, &str)] = &[
     ("rightupdown", "rightupdown"),
     ("keyexchange", "keyexchange"),
     ("ikev2", "ikev2"),
+    ("aggressive", "aggressive"),
+    ("aggrmode", "aggressive"),
     ("ike", "ike"),
     ("esp", "esp"),
     ("phase2alg", "esp"),

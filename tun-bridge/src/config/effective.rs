@@ -440,6 +440,17 @@ fn build(
             _ => cx.invalid(e, "expected esp"),
         }
     }
+    if let Some((e, v)) = value(m, "aggressive") {
+        match parse_bool(v) {
+            Ok(false) => {}
+            Ok(true) => cx.unsupported(
+                e,
+                "IKEv1 aggressive mode is refused: with a pre-shared key it hands out a \
+                 hash that can be cracked offline; use main mode (aggressive=no)",
+            ),
+            Err(r) => cx.invalid(e, r),
+        }
+    }
     if let Some((e, v)) = value(m, "compress") {
         match parse_bool(v) {
             Ok(false) => {}
@@ -539,7 +550,8 @@ fn build(
             cx.diag.warn(
                 &e.loc,
                 format!(
-                    "{}={}: IKEv1 is not implemented yet; IKEv2 will be used (AWS accepts both)",
+                    "{}={}: IKEv1 (Historic, RFC 9395) main mode with PSK will be used; \
+                     AWS also accepts IKEv2",
                     e.key,
                     e.value.as_deref().unwrap_or_default()
                 ),
@@ -981,5 +993,36 @@ mod tests {
             .unwrap()
             .is_err());
         assert!(parse_aws_updown("aws-updown.sh -m").unwrap().is_err());
+    }
+
+    fn ike_version_of(extra: &str) -> Result<IkeVersionPolicy, String> {
+        let conf = format!(
+            "conn x\n auto=start\n authby=secret\n left=192.0.2.1\n right=192.0.2.2\n{extra}"
+        );
+        let p = std::path::Path::new("t.conf");
+        let s = std::path::Path::new("t.secrets");
+        match crate::config::parse_str(&conf, p, "192.0.2.1 192.0.2.2 : PSK \"k\"\n", s) {
+            Ok(l) => Ok(l.config.conns[0].ike_version),
+            Err(f) => Err(f.errors.iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn ike_version_and_aggressive_mode() {
+        use IkeVersionPolicy::*;
+        // A bare file (AWS's Openswan download) keeps IKEv2.
+        assert_eq!(ike_version_of(""), Ok(Ikev2Preferred));
+        assert_eq!(ike_version_of(" keyexchange=ikev1\n"), Ok(Ikev1Requested));
+        assert_eq!(ike_version_of(" ikev2=no\n"), Ok(Ikev1Requested));
+        assert_eq!(ike_version_of(" ikev2=never\n"), Ok(Ikev1Requested));
+        assert_eq!(ike_version_of(" ikev2=insist\n"), Ok(Ikev2Only));
+        assert_eq!(
+            ike_version_of(" keyexchange=ikev1\n aggressive=no\n"),
+            Ok(Ikev1Requested)
+        );
+        let e = ike_version_of(" keyexchange=ikev1\n aggressive=yes\n").unwrap_err();
+        assert!(e.contains("aggressive mode is refused"), "{e}");
+        let e = ike_version_of(" aggrmode=yes\n").unwrap_err();
+        assert!(e.contains("cracked offline"), "{e}");
     }
 }

@@ -140,8 +140,9 @@ pub enum IkeVersionPolicy {
     Ikev2Only,
     /// IKEv2 preferred, IKEv1 tolerated (`keyexchange=ike`, `ikev2=yes|propose`, default).
     Ikev2Preferred,
-    /// The file asks for IKEv1 (`keyexchange=ikev1`, `ikev2=no|never|permit`).
-    /// IKEv1 is not implemented: IKEv2 is used and `check` warns.
+    /// The file asks for IKEv1 (`keyexchange=ikev1`, `ikev2=no|never|permit`):
+    /// IKEv1 main mode + quick mode is used (`ike_lite::v1`) and `check`
+    /// warns that IKEv1 is Historic.
     Ikev1Requested,
 }
 
@@ -149,8 +150,8 @@ impl fmt::Display for IkeVersionPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Ikev2Only => "ikev2 only",
-            Self::Ikev2Preferred => "ikev2 (ikev1 not implemented)",
-            Self::Ikev1Requested => "ikev1 requested, ikev2 used",
+            Self::Ikev2Preferred => "ikev2",
+            Self::Ikev1Requested => "ikev1",
         })
     }
 }

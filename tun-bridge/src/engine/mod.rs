@@ -31,7 +31,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ike_lite::{
-    ChildSa, ConnId, DatagramError, DownReason, Endpoint, Event as IkeEvent, IkeSaSecrets, Transmit,
+    ChildSa, ConnId, DatagramError, DownReason, DualEndpoint, Event as IkeEvent, IkeSaSecrets,
+    Transmit,
 };
 use ipsec_core::datapath::Direction;
 use ipsec_core::sa::{Expiry, SaParams};
@@ -90,6 +91,8 @@ pub enum Action {
         /// Carrier on.
         up: bool,
     },
+    /// IKEv1 ISAKMP keys for `--log-keys`.
+    IsakmpSecrets(Box<ike_lite::v1::IsakmpSaSecrets>),
 }
 
 /// A change to the data path (carried out by [`crate::dataplane`]).
@@ -191,7 +194,8 @@ pub struct EngineOptions {
 
 /// The tunnel engine (see the module documentation).
 pub struct Engine {
-    ike: Endpoint,
+    /// IKEv2 and IKEv1 connections (each plan says which).
+    ike: DualEndpoint,
     tunnels: Vec<Tunnel>,
     by_conn: HashMap<ConnId, TunnelId>,
     groups: Vec<Group>,
@@ -216,7 +220,7 @@ impl Engine {
         now: Instant,
     ) -> Result<Engine, String> {
         let natt_port = opts.ike.natt_port;
-        let mut ike = Endpoint::with_rng(opts.ike, opts.ike_rng);
+        let mut ike = DualEndpoint::with_rng(opts.ike, opts.ike_rng);
         let mut tunnels = Vec::with_capacity(plans.len());
         let mut by_conn = HashMap::new();
         let mut actions = VecDeque::new();
@@ -235,7 +239,7 @@ impl Engine {
                     up: false,
                 });
             }
-            let conn = ike.add_peer(plan.peer.clone());
+            let conn = ike.add_peer(plan.peer.clone(), plan.ike_version);
             by_conn.insert(conn, id);
             tunnels.push(Tunnel::new(id, plan, conn));
         }
@@ -545,6 +549,12 @@ impl Engine {
             IkeEvent::IkeSaSecrets(_) => {
                 if let IkeEvent::IkeSaSecrets(s) = ev {
                     self.actions.push_back(Action::IkeSecrets(s));
+                }
+                return;
+            }
+            IkeEvent::IsakmpSaSecrets(_) => {
+                if let IkeEvent::IsakmpSaSecrets(s) = ev {
+                    self.actions.push_back(Action::IsakmpSecrets(s));
                 }
                 return;
             }

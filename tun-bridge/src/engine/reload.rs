@@ -237,7 +237,12 @@ impl Engine {
         // Tunnels whose interface is replaced: their routes must follow.
         let mut reopened = HashSet::new();
         for (plan, policy) in plans.into_iter().zip(policies) {
-            if let Some(i) = self.live(&plan.name) {
+            // A new IKE version is a new connection: the old one is
+            // deleted (removed) and the new one added.
+            let same = self
+                .live(&plan.name)
+                .filter(|&i| self.tunnels[i].plan.ike_version == plan.ike_version);
+            if let Some(i) = same {
                 matched[i] = true;
                 index_of_plan.push(i);
                 let mut d = diff(&self.tunnels[i].plan, &plan);
@@ -274,7 +279,7 @@ impl Engine {
                     tunnel: id,
                     policies: policy,
                 }));
-                let conn = self.ike.add_peer(plan.peer.clone());
+                let conn = self.ike.add_peer(plan.peer.clone(), plan.ike_version);
                 self.by_conn.insert(conn, id);
                 report.added.push(plan.name.clone());
                 if plan.start == StartMode::Initiate {

@@ -60,7 +60,14 @@ impl Engine {
                 role,
                 local_addr: t.plan.local,
                 remote_addr: t.peer(),
-                ike_algorithms: self.ike.ike_algorithms(t.conn).map(|a| a.name()),
+                // IKEv1 says so: `ikev1 main aes128-sha1-modp1024`.
+                ike_algorithms: self
+                    .ike
+                    .ike_algorithms(t.conn)
+                    .map(|a| match t.plan.ike_version {
+                        ike_lite::IkeVersion::V1 => format!("ikev1 main {}", a.name()),
+                        ike_lite::IkeVersion::V2 => a.name(),
+                    }),
                 esp_algorithms: t.current.map(|c| c.suite.name().to_string()),
                 ike_spi_i: ike_spis.map(|(i, _)| IkeSpi(i).to_string()),
                 ike_spi_r: ike_spis.map(|(_, r)| IkeSpi(r).to_string()),

@@ -9,11 +9,15 @@
 //! names from Wireshark's packet-isakmp.c (`vs_ikev2_encr_algs`,
 //! `vs_ikev2_auth_algs`).
 //!
-//! Wireshark keeps the two tables in separate files, so `--log-keys PATH`
+//! IKEv1 ISAKMP SAs are appended as `ikev1_decryption_table` UAT lines:
+//! `<initiator cookie>,<encryption key Ka>`, both bare hex.
+//!
+//! Wireshark keeps the tables in separate files, so `--log-keys PATH`
 //! writes `PATH/esp_sa` and `PATH/ikev2_decryption_table` when PATH is a
 //! directory (point it at a copy of a Wireshark profile), else ESP lines to
-//! PATH and IKE lines to `PATH.ikev2_decryption_table`. Files are created
-//! 0600.
+//! PATH and IKE lines to `PATH.ikev2_decryption_table`; IKEv1 lines go to
+//! `ikev1_decryption_table` beside them, created at the first IKEv1 SA.
+//! Files are created 0600.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -30,6 +34,35 @@ use zeroize::Zeroizing;
 pub struct KeyLog {
     file: File,
     ike: File,
+    /// `ikev1_decryption_table`, opened at the first IKEv1 SA.
+    ikev1: Option<File>,
+    ikev1_path: PathBuf,
+}
+
+/// Where `--log-keys PATH` puts the `ikev1_decryption_table` file.
+pub fn ikev1_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("ikev1_decryption_table")
+    } else {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".ikev1_decryption_table");
+        PathBuf::from(p)
+    }
+}
+
+/// One `ikev1_decryption_table` UAT line (no newline).
+pub fn ikev1_line(s: &ike_lite::v1::IsakmpSaSecrets) -> Zeroizing<String> {
+    let mut l = Zeroizing::new(format!("{:016x},", s.cookie_i));
+    bare_hex(&mut l, &s.enc_key);
+    l
+}
+
+fn open_private(p: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(p)
 }
 
 /// Where `--log-keys PATH` puts the (esp_sa, ikev2_decryption_table) files.
@@ -161,7 +194,20 @@ impl KeyLog {
         Ok(KeyLog {
             file: open(&esp)?,
             ike: open(&ike)?,
+            ikev1: None,
+            ikev1_path: ikev1_path(path),
         })
+    }
+
+    /// Appends one IKEv1 ISAKMP SA.
+    pub fn isakmp_sa(&mut self, s: &ike_lite::v1::IsakmpSaSecrets) -> io::Result<()> {
+        let f = match &mut self.ikev1 {
+            Some(f) => f,
+            None => self.ikev1.insert(open_private(&self.ikev1_path)?),
+        };
+        let mut l = ikev1_line(s);
+        l.push('\n');
+        f.write_all(l.as_bytes())
     }
 
     /// Appends one IKE SA.
@@ -196,6 +242,37 @@ impl KeyLog {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn ikev1_table() {
+        let s = ike_lite::v1::IsakmpSaSecrets {
+            conn: ike_lite::ConnId(0),
+            cookie_i: 0x0123_4567_89ab_cdef,
+            cookie_r: 1,
+            algorithms: ike_lite::proposal::IkeChoice {
+                suite: Suite::AES128_CBC_HMAC_SHA1_96,
+                prf: ike_lite::crypto::PrfId::HMAC_SHA1,
+                dh: ike_lite::crypto::DhGroup::MODP_1024,
+            },
+            enc_key: ike_lite::crypto::SecretBytes::new(vec![0xa5; 16]),
+        };
+        assert_eq!(
+            ikev1_line(&s).as_str(),
+            "0123456789abcdef,a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5"
+        );
+        let base = std::env::temp_dir().join(format!("tb-keylog-v1-{}", std::process::id()));
+        let mut k = KeyLog::open(&base).unwrap();
+        assert!(!ikev1_path(&base).exists(), "created only when needed");
+        k.isakmp_sa(&s).unwrap();
+        k.isakmp_sa(&s).unwrap();
+        let v1 = ikev1_path(&base);
+        let mode = std::fs::metadata(&v1).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&v1).unwrap().lines().count(), 2);
+        for p in [base.clone(), paths(&base).1, v1] {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
 
     #[test]
     fn lines_and_mode() {

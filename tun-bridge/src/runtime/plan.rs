@@ -20,7 +20,7 @@ use ipsec_core::crypto::{EncrId, IntegId};
 
 use crate::config::interface::ROUTE_BASED_MTU;
 use crate::config::values::{
-    Auto, DpdAction, Encapsulation, Endpoint, Identity, IpNet, KeyingTries,
+    Auto, DpdAction, Encapsulation, Endpoint, Identity, IkeVersionPolicy, IpNet, KeyingTries,
 };
 use crate::config::{Config, EffectiveConn, Location, Secrets};
 use crate::packet::mss::{Encapsulation as MtuEncap, EspOverhead, OuterFamily, TunnelMtu};
@@ -271,6 +271,9 @@ pub struct ConnPlan {
     pub remote: IpAddr,
     /// ike-lite connection definition.
     pub peer: PeerConfig,
+    /// IKEv1 when the file asks for it (`keyexchange=ikev1`, `ikev2=no`),
+    /// else IKEv2.
+    pub ike_version: ike_lite::IkeVersion,
     /// TUN interface name (connections with the same `ipsec-interface=`
     /// share it).
     pub ifname: String,
@@ -543,6 +546,10 @@ pub fn plan_conn(
         local,
         remote,
         peer,
+        ike_version: match conn.ike_version {
+            IkeVersionPolicy::Ikev1Requested => ike_lite::IkeVersion::V1,
+            _ => ike_lite::IkeVersion::V2,
+        },
         ifname: ifname(conn),
         route_based: conn.tunnel.route_based,
         mtu,

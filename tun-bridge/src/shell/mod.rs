@@ -398,6 +398,11 @@ impl Shell {
                         warn!("key log: {e}");
                     }
                 }
+                Action::IsakmpSecrets(s) => {
+                    if let Some(Err(e)) = self.keylog.as_mut().map(|k| k.isakmp_sa(&s)) {
+                        warn!("key log: {e}");
+                    }
+                }
             }
         }
         if sa_changed {

@@ -235,7 +235,7 @@ impl Net {
                         Action::Routes { tunnel, routes } => s.routes.push((Some(tunnel), routes)),
                         Action::Unroute { routes } => s.routes.push((None, routes)),
                         Action::Link { tunnel, up } => s.links.push((tunnel, up)),
-                        Action::IkeSecrets(_) => {}
+                        Action::IkeSecrets(_) | Action::IsakmpSecrets(_) => {}
                     }
                 }
                 while let Some(ev) = s.dp.poll_event() {
