@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ipsec_conf, ipsec_secrets, psk, serial, TbConn, TunBridge, CASES};
+use common::{ipsec_conf, ipsec_secrets, psk, serial, site_pair, TbConn, TunBridge, CASES};
 use netns_lab::{Lab, TwoSites, TwoSitesConfig};
 use serde_json::{Map, Value};
 use tun_bridge::control::{self, Request, TunnelStatus};
@@ -103,24 +103,7 @@ fn json_log_events_carry_the_spis_of_status() {
     let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
     let case = &CASES[0];
     let key = psk("logs");
-    let ca = TbConn::new(
-        "site-b",
-        "start",
-        &a,
-        &b,
-        &t.site_a_cidr(),
-        &t.site_b_cidr(),
-        case,
-    );
-    let cb = TbConn::new(
-        "site-a",
-        "add",
-        &b,
-        &a,
-        &t.site_b_cidr(),
-        &t.site_a_cidr(),
-        case,
-    );
+    let (ca, cb) = site_pair(&t, case);
     let json = ["--log-format", "json"];
     let gb = TunBridge::start_with(
         &mut lab,

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ipsec_conf, ipsec_secrets, psk, serial, TbConn, TunBridge, CASES};
+use common::{ipsec_conf, ipsec_secrets, psk, serial, site_pair, TunBridge, CASES};
 use netns_lab::traffic::tcp_transfer_paced;
 use netns_lab::{Lab, TwoSites, TwoSitesConfig};
 use serde_json::Value;
@@ -102,24 +102,7 @@ fn metrics_scraped_during_traffic_match_status() {
     let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
     let case = &CASES[0];
     let key = psk("metrics");
-    let ca = TbConn::new(
-        "site-b",
-        "start",
-        &a,
-        &b,
-        &t.site_a_cidr(),
-        &t.site_b_cidr(),
-        case,
-    );
-    let cb = TbConn::new(
-        "site-a",
-        "add",
-        &b,
-        &a,
-        &t.site_b_cidr(),
-        &t.site_a_cidr(),
-        case,
-    );
+    let (ca, cb) = site_pair(&t, case);
     let gb = TunBridge::start(
         &mut lab,
         &t.gw_b,

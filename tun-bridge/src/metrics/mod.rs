@@ -53,6 +53,16 @@ fn family(name: &'static str, help: &'static str, kind: Kind) -> Family {
     }
 }
 
+/// A family of one sample without labels.
+fn scalar(name: &'static str, help: &'static str, kind: Kind, value: f64) -> Family {
+    let mut f = family(name, help, kind);
+    f.samples.push(Sample {
+        labels: vec![],
+        value,
+    });
+    f
+}
+
 fn conn(name: &str) -> Vec<(&'static str, String)> {
     vec![("conn", name.to_string())]
 }
@@ -143,15 +153,12 @@ pub fn families(status: &StatusReport, process: &ProcessCounters) -> Vec<Family>
             since.samples.push(sample(s as f64));
         }
     }
-    let mut uptime = family(
+    let uptime = scalar(
         "tun_bridge_uptime_seconds",
         "Seconds since tun-bridge started.",
         Gauge,
+        status.uptime_secs as f64,
     );
-    uptime.samples.push(Sample {
-        labels: vec![],
-        value: status.uptime_secs as f64,
-    });
     let mut info = family(
         "tun_bridge_build_info",
         "Always 1; the version as a label.",
@@ -161,15 +168,12 @@ pub fn families(status: &StatusReport, process: &ProcessCounters) -> Vec<Family>
         labels: vec![("version", status.version.clone())],
         value: 1.0,
     });
-    let mut ike_sas = family(
+    let ike_sas = scalar(
         "tun_bridge_ike_sas",
         "IKE SAs held, half-open and established.",
         Gauge,
+        process.ike_sas as f64,
     );
-    ike_sas.samples.push(Sample {
-        labels: vec![],
-        value: process.ike_sas as f64,
-    });
     let mut ike_rx = family(
         "tun_bridge_ike_messages_received_total",
         "IKE datagrams received, by exchange type and outcome.",
@@ -196,42 +200,30 @@ pub fn families(status: &StatusReport, process: &ProcessCounters) -> Vec<Family>
         });
     }
     let f = &process.flood;
-    let mut half_open = family(
+    let half_open = scalar(
         "tun_bridge_ike_half_open_sas",
         "Half-open responder IKE SAs (IKE_SA_INIT answered, IKE_AUTH not done).",
         Gauge,
+        f.half_open as f64,
     );
-    half_open.samples.push(Sample {
-        labels: vec![],
-        value: f.half_open as f64,
-    });
-    let mut blocked = family(
+    let blocked = scalar(
         "tun_bridge_ike_blocked_sources",
         "Source addresses at block_threshold half-open SAs (their IKE_SA_INIT is ignored).",
         Gauge,
+        f.blocked_sources as f64,
     );
-    blocked.samples.push(Sample {
-        labels: vec![],
-        value: f.blocked_sources as f64,
-    });
-    let mut cookies = family(
+    let cookies = scalar(
         "tun_bridge_ike_cookies_sent_total",
         "COOKIE notifies sent in answer to IKE_SA_INIT.",
         Counter,
+        f.cookies_sent as f64,
     );
-    cookies.samples.push(Sample {
-        labels: vec![],
-        value: f.cookies_sent as f64,
-    });
-    let mut verified = family(
+    let verified = scalar(
         "tun_bridge_ike_cookies_verified_total",
         "IKE_SA_INIT requests that returned a valid cookie.",
         Counter,
+        f.cookies_verified as f64,
     );
-    verified.samples.push(Sample {
-        labels: vec![],
-        value: f.cookies_verified as f64,
-    });
     let mut init_drops = family(
         "tun_bridge_ike_sa_init_dropped_total",
         "New IKE_SA_INIT requests dropped before any work, by reason.",
@@ -250,15 +242,12 @@ pub fn families(status: &StatusReport, process: &ProcessCounters) -> Vec<Family>
             value: n as f64,
         });
     }
-    let mut expired = family(
+    let expired = scalar(
         "tun_bridge_ike_half_open_expired_total",
         "Half-open IKE SAs freed by half_open_timeout.",
         Counter,
+        f.half_open_expired as f64,
     );
-    expired.samples.push(Sample {
-        labels: vec![],
-        value: f.half_open_expired as f64,
-    });
     vec![
         up,
         active,

@@ -393,6 +393,33 @@ impl TunBridge {
     }
 }
 
+/// The two ends of the site-to-site tunnel of `t` for `case`: gateway A's
+/// conn `site-b` (`auto=start`, the initiator) and gateway B's conn
+/// `site-a` (`auto=add`), outer addresses as endpoints, the sites as
+/// selectors.
+pub fn site_pair(t: &TwoSites, case: &Case) -> (TbConn, TbConn) {
+    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
+    let ca = TbConn::new(
+        "site-b",
+        "start",
+        &a,
+        &b,
+        &t.site_a_cidr(),
+        &t.site_b_cidr(),
+        case,
+    );
+    let cb = TbConn::new(
+        "site-a",
+        "add",
+        &b,
+        &a,
+        &t.site_b_cidr(),
+        &t.site_a_cidr(),
+        case,
+    );
+    (ca, cb)
+}
+
 /// Starts tun-bridge on gateway B (responder, `auto=add`) and then on
 /// gateway A (initiator, `auto=start`) for `case`, subnet to subnet with
 /// the outer addresses as IDs and a fresh PSK tagged `tag`, each conn with
@@ -405,27 +432,9 @@ pub fn tb_pair_up(
     extra_a: &[&str],
     extra_b: &[&str],
 ) -> (TunBridge, TunBridge) {
-    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
     let key = psk(tag);
-    let mut ca = TbConn::new(
-        "site-b",
-        "start",
-        &a,
-        &b,
-        &t.site_a_cidr(),
-        &t.site_b_cidr(),
-        case,
-    );
+    let (mut ca, mut cb) = site_pair(t, case);
     ca.extra = extra_a.iter().map(|s| s.to_string()).collect();
-    let mut cb = TbConn::new(
-        "site-a",
-        "add",
-        &b,
-        &a,
-        &t.site_b_cidr(),
-        &t.site_a_cidr(),
-        case,
-    );
     cb.extra = extra_b.iter().map(|s| s.to_string()).collect();
     tb_pair_start(lab, t, ca, cb, &key)
 }
