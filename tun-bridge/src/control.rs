@@ -310,6 +310,14 @@ pub struct TunnelStatus {
     pub local_addr: IpAddr,
     /// Remote outer address.
     pub remote_addr: IpAddr,
+    /// The tunnel's interface (a TUN; route-based tunnels may share one).
+    #[serde(default)]
+    pub interface: String,
+    /// Route-based: whether the engine asks for the interface's carrier
+    /// (on while a Child SA and a live peer exist); `None` for a
+    /// policy-based tunnel, whose interface always has carrier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<bool>,
     /// Negotiated IKE algorithms (e.g. `aes128gcm16-prfsha256-modp2048`).
     pub ike_algorithms: Option<String>,
     /// Negotiated ESP algorithms.
@@ -768,6 +776,16 @@ pub fn format_status(st: &StatusReport) -> String {
         let _ = writeln!(o, "\ntunnel: {} ({})", t.name, t.role);
         let _ = writeln!(o, "  state: {}", t.state);
         let _ = writeln!(o, "  endpoints: {} -> {}", t.local_addr, t.remote_addr);
+        match t.carrier {
+            Some(on) => {
+                let c = if on { "up" } else { "down" };
+                let _ = writeln!(o, "  interface: {} (route-based, carrier {c})", t.interface);
+            }
+            None if !t.interface.is_empty() => {
+                let _ = writeln!(o, "  interface: {}", t.interface);
+            }
+            None => {}
+        }
         let _ = writeln!(o, "  ike: {}", t.ike_algorithms.as_deref().unwrap_or("-"));
         if let (Some(i), Some(r)) = (&t.ike_spi_i, &t.ike_spi_r) {
             let _ = writeln!(o, "  ike spi: i {i}  r {r}");
@@ -821,6 +839,8 @@ mod tests {
                 role: TunnelRole::Active,
                 local_addr: "198.51.100.2".parse().unwrap(),
                 remote_addr: "198.51.100.1".parse().unwrap(),
+                interface: "ipsec1".into(),
+                carrier: Some(true),
                 ike_algorithms: Some("AES_GCM_16-128/PRF_HMAC_SHA2_256/MODP_2048".into()),
                 esp_algorithms: Some("AES_GCM_16-128".into()),
                 ike_spi_i: Some("0x0123456789abcdef".into()),
@@ -946,6 +966,7 @@ mod tests {
         );
         assert!(t.contains("tunnel: aws-1 (active)"));
         assert!(t.contains("endpoints: 198.51.100.2 -> 198.51.100.1"));
+        assert!(t.contains("interface: ipsec1 (route-based, carrier up)"));
         assert!(t.contains("spi: in 0xc1234567  out 0x89abcdef"));
         assert!(
             t.contains("ike spi: i 0x0123456789abcdef  r 0xfedcba9876543210"),

@@ -35,6 +35,8 @@ fn report(served: u64) -> StatusReport {
             role: TunnelRole::Standby,
             local_addr: "192.0.2.1".parse().unwrap(),
             remote_addr: "192.0.2.2".parse().unwrap(),
+            interface: "tb-t1".into(),
+            carrier: None,
             ike_algorithms: Some("AES_GCM_16-128/PRF_HMAC_SHA2_256/MODP_2048".into()),
             esp_algorithms: Some("AES_GCM_16-128".into()),
             ike_spi_i: Some("0x0000000000000001".into()),

@@ -60,6 +60,8 @@ impl Engine {
                 role,
                 local_addr: t.plan.local,
                 remote_addr: t.peer(),
+                interface: t.plan.ifname.clone(),
+                carrier: t.plan.route_based.then_some(t.link_up),
                 // IKEv1 says so: `ikev1 main aes128-sha1-modp1024`.
                 ike_algorithms: self
                     .ike

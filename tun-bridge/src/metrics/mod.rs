@@ -334,6 +334,8 @@ mod tests {
             role: TunnelRole::Active,
             local_addr: "192.0.2.1".parse().unwrap(),
             remote_addr: "192.0.2.2".parse().unwrap(),
+            interface: "tb-aws".into(),
+            carrier: None,
             ike_algorithms: None,
             esp_algorithms: None,
             ike_spi_i: None,

@@ -94,6 +94,7 @@ impl Site {
         seed: u64,
         now: Instant,
     ) -> Site {
+        quiet_global_subscriber();
         let (plans, groups) = plans(conf, secrets, local);
         let engine = Engine::new(
             plans,
@@ -423,4 +424,18 @@ pub fn udp_packet(src: IpAddr, dst: IpAddr, seed: u8) -> Vec<u8> {
         *b = seed.wrapping_add(k as u8);
     }
     p
+}
+
+/// A process-wide subscriber that is enabled at debug level and drops
+/// everything. Without one, a thread without a subscriber can cache a
+/// callsite's interest as "never" while `logs.rs` captures with a scoped
+/// subscriber on another thread, and that test misses the line.
+pub fn quiet_global_subscriber() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::prelude::*;
+        let quiet =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let _ = tracing::subscriber::set_global_default(quiet);
+    });
 }

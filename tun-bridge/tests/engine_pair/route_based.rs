@@ -58,6 +58,9 @@ fn carrier_follows_the_child_sa_not_its_rekeys() {
     // Off from the start, on once the Child SA is installed.
     assert_eq!(n.sites[A].links, [(T0, false), (T0, true)]);
     assert_eq!(n.sites[B].links, [(T0, false), (T0, true)]);
+    // `status` names the interface and the carrier the engine asks for.
+    let st = &n.status(A).tunnels[0];
+    assert_eq!((st.interface.as_str(), st.carrier), ("ipsec1", Some(true)));
     // No routes for a route-based tunnel: the routing daemon owns them.
     assert!(n
         .sites
@@ -97,6 +100,7 @@ fn dpd_takes_the_carrier_down_and_reestablishment_brings_it_up() {
     n.advance(Duration::from_secs(60));
     assert_ne!(n.state(A, 0), TunnelState::Established);
     assert_eq!(n.sites[A].link(T0), Some(false));
+    assert_eq!(n.status(A).tunnels[0].carrier, Some(false));
     // The path heals: A restarts, the carrier comes back once.
     n.deliver = Box::new(|_, _| true);
     n.advance(Duration::from_secs(60));
