@@ -273,7 +273,11 @@ impl DualEndpoint {
             return self
                 .v1
                 .handle_datagram(now, local, remote, data)
-                .map_err(DatagramError::V1);
+                .map_err(|e| match e {
+                    // A flood drop reads the same for both versions.
+                    super::Error::Limited => DatagramError::Limited,
+                    e => DatagramError::V1(e),
+                });
         }
         self.v2.handle_datagram(now, local, remote, data)
     }
