@@ -33,7 +33,7 @@ pub use strongswan::{
     StrongSwan, SwanChild, SwanConnection, VgwTimers, AWS_ESP_PROPOSALS, AWS_IKE_PROPOSALS, CHARON,
     KERNEL_LIBIPSEC_PLUGIN,
 };
-pub use topo::{TwoSites, TwoSitesConfig};
+pub use topo::{NatSites, TwoSites, TwoSitesConfig};
 
 use std::fmt;
 use std::fs::File;

@@ -1,4 +1,5 @@
-//! The two-site topology: host A — gateway A — WAN — gateway B — host B.
+//! The two-site topologies: host A — gateway A — WAN — gateway B — host B,
+//! and the same with gateway A behind a NAT router ([`NatSites`]).
 
 use crate::{Lab, Result};
 use std::net::Ipv4Addr;
@@ -186,5 +187,153 @@ impl TwoSites {
     /// Site B as `a.b.c.d/len`.
     pub fn site_b_cidr(&self) -> String {
         format!("{}/{}", self.cfg.site_b.0, self.cfg.site_b.1)
+    }
+}
+
+/// A two-site topology with gateway A behind a NAT router:
+/// host A — gateway A — (private net) — router (nftables masquerade) —
+/// WAN — gateway B — host B.
+///
+/// The router holds gateway A's public address: [`TwoSites::gw_a_outer`]
+/// of [`NatSites::sites`] is the router's WAN address, the one gateway B
+/// sees. Gateway A's WAN interface sits in [`NatSites::private`] (gateway A
+/// `.2`, router `.1`) with a default route via the router. Interfaces:
+/// `lan0` (private side) and `wan0` in the router; the rest as in
+/// [`TwoSites`].
+#[derive(Debug, Clone)]
+pub struct NatSites {
+    /// The sites; `gw_a_outer()` is the router's (public) WAN address.
+    pub sites: TwoSites,
+    /// Namespace of the NAT router.
+    pub router: String,
+    /// Gateway A's private network.
+    pub private: (Ipv4Addr, u8),
+}
+
+impl NatSites {
+    /// Name of the router's private-side interface.
+    pub const ROUTER_LAN_IF: &'static str = "lan0";
+    /// Name of the router's WAN interface (masquerade on output).
+    pub const ROUTER_WAN_IF: &'static str = "wan0";
+    /// nftables table of the masquerade rule.
+    pub const NFT_TABLE: &'static str = "labnat";
+
+    /// Build the topology in `lab` with gateway A in `private` (needs
+    /// `nft`, from the nftables package).
+    pub fn up(lab: &mut Lab, cfg: TwoSitesConfig, private: (Ipv4Addr, u8)) -> Result<NatSites> {
+        let host_a = lab.add_netns("hosta")?;
+        let gw_a = lab.add_netns("gwa")?;
+        let router = lab.add_netns("nat")?;
+        let gw_b = lab.add_netns("gwb")?;
+        let host_b = lab.add_netns("hostb")?;
+        let me = NatSites {
+            sites: TwoSites {
+                host_a,
+                gw_a,
+                gw_b,
+                host_b,
+                cfg,
+            },
+            router,
+            private,
+        };
+        let t = &me.sites;
+        let cidr = |a: Ipv4Addr, p: u8| format!("{a}/{p}");
+        let (sa, wan, sb) = (t.cfg.site_a, t.cfg.wan, t.cfg.site_b);
+        lab.veth(
+            &t.host_a,
+            TwoSites::HOST_IF,
+            Some(&cidr(t.host_a_addr(), sa.1)),
+            &t.gw_a,
+            TwoSites::GW_LAN_IF,
+            Some(&cidr(t.gw_a_inner(), sa.1)),
+        )?;
+        lab.veth(
+            &t.gw_a,
+            TwoSites::GW_WAN_IF,
+            Some(&cidr(me.gw_a_private(), private.1)),
+            &me.router,
+            Self::ROUTER_LAN_IF,
+            Some(&cidr(me.router_private(), private.1)),
+        )?;
+        lab.veth(
+            &me.router,
+            Self::ROUTER_WAN_IF,
+            Some(&cidr(t.gw_a_outer(), wan.1)),
+            &t.gw_b,
+            TwoSites::GW_WAN_IF,
+            Some(&cidr(t.gw_b_outer(), wan.1)),
+        )?;
+        let mtu = t.cfg.wan_mtu.to_string();
+        for (ns, dev) in [
+            (&t.gw_a, TwoSites::GW_WAN_IF),
+            (&me.router, Self::ROUTER_LAN_IF),
+            (&me.router, Self::ROUTER_WAN_IF),
+            (&t.gw_b, TwoSites::GW_WAN_IF),
+        ] {
+            lab.ip_in(ns, &["link", "set", dev, "mtu", &mtu])?;
+        }
+        lab.veth(
+            &t.gw_b,
+            TwoSites::GW_LAN_IF,
+            Some(&cidr(t.gw_b_inner(), sb.1)),
+            &t.host_b,
+            TwoSites::HOST_IF,
+            Some(&cidr(t.host_b_addr(), sb.1)),
+        )?;
+        for (ns, via) in [
+            (&t.host_a, t.gw_a_inner()),
+            (&t.host_b, t.gw_b_inner()),
+            (&t.gw_a, me.router_private()),
+        ] {
+            lab.ip_in(ns, &["route", "add", "default", "via", &via.to_string()])?;
+        }
+        lab.forwarding_on(&t.gw_a)?;
+        lab.forwarding_on(&t.gw_b)?;
+        lab.forwarding_on(&me.router)?;
+        let table = Self::NFT_TABLE;
+        lab.exec(&me.router, &["nft", "add", "table", "ip", table])?;
+        lab.exec(
+            &me.router,
+            &[
+                "nft",
+                "add",
+                "chain",
+                "ip",
+                table,
+                "post",
+                "{ type nat hook postrouting priority 100 ; }",
+            ],
+        )?;
+        lab.exec(
+            &me.router,
+            &[
+                "nft",
+                "add",
+                "rule",
+                "ip",
+                table,
+                "post",
+                "oifname",
+                Self::ROUTER_WAN_IF,
+                "masquerade",
+            ],
+        )?;
+        Ok(me)
+    }
+
+    /// Gateway A's (private) WAN address.
+    pub fn gw_a_private(&self) -> Ipv4Addr {
+        host(self.private, 2)
+    }
+
+    /// The router's private-side address (gateway A's default route).
+    pub fn router_private(&self) -> Ipv4Addr {
+        host(self.private, 1)
+    }
+
+    /// Gateway A's private network as `a.b.c.d/len`.
+    pub fn private_cidr(&self) -> String {
+        format!("{}/{}", self.private.0, self.private.1)
     }
 }

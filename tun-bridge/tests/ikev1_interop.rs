@@ -31,14 +31,11 @@ const AWS: Case = Case {
 };
 
 fn v1_conf(c: TbConn) -> String {
-    ipsec_conf(&[c]).replace("keyexchange=ikev2", "keyexchange=ikev1")
+    ipsec_conf_v1(&[c])
 }
 
 fn swan_v1(t: &TwoSites, key: &str, initiator: bool) -> netns_lab::SwanConnection {
-    let mut c = swan_conn(t, &AWS, key, initiator);
-    c.version = 1;
-    c.aggressive = Some(false);
-    c
+    swan_conn_v1(t, &AWS, key, initiator)
 }
 
 fn assert_ikev1_status(tb: &TunBridge, name: &str) {

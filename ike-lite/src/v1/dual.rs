@@ -105,11 +105,19 @@ impl DualEndpoint {
         }
     }
 
-    /// The IKEv2 endpoint's flood-protection and message counters (IKEv1
-    /// main mode has no flood limits yet; its datagrams are not counted
-    /// there).
+    /// The flood-protection and message counters: the IKEv2 endpoint's,
+    /// with IKEv1's half-open main modes, blocked sources and dropped
+    /// message 1s added to the gauges and `init_dropped` (the per-exchange
+    /// `received` counters are IKEv2's only).
     pub fn endpoint_stats(&self) -> crate::EndpointStats {
-        self.v2.endpoint_stats()
+        let mut s = self.v2.endpoint_stats();
+        let v1 = self.v1.main_mode_drops();
+        s.half_open += self.v1.half_open() as u64;
+        s.blocked_sources += self.v1.blocked_sources();
+        s.init_dropped.blocked_source += v1.blocked_source;
+        s.init_dropped.half_open_limit += v1.half_open_limit;
+        s.init_dropped.oversized += v1.oversized;
+        s
     }
 
     /// The version of `conn`.
@@ -265,7 +273,11 @@ impl DualEndpoint {
             return self
                 .v1
                 .handle_datagram(now, local, remote, data)
-                .map_err(DatagramError::V1);
+                .map_err(|e| match e {
+                    // A flood drop reads the same for both versions.
+                    super::Error::Limited => DatagramError::Limited,
+                    e => DatagramError::V1(e),
+                });
         }
         self.v2.handle_datagram(now, local, remote, data)
     }

@@ -5,17 +5,26 @@
 //! [`Event`]s. It also applies what spans SAs: the quick mode that follows
 //! a first main mode, phase-1 rekeys (a new main mode, Child SAs moved to
 //! it, the old SA deleted) and INITIAL-CONTACT.
+//!
+//! New main modes pass the IKEv2 flood limits of [`Config::flood`] (as
+//! charon applies them to IKEv1 too): a source with `block_threshold`
+//! half-open responder SAs, or `init_limit_half_open` half-open SAs in all,
+//! gets no answer; a half-open SA is freed after `half_open_timeout`. Main
+//! mode has no stateless cookie round trip, so the cookie rules do not
+//! apply. The IKEv1 and IKEv2 endpoints each count their own half-open
+//! SAs against the cap.
 
 use super::sa::{Ctx, Datagram, IsakmpSa};
 use super::wire::{self, Exchange, Header};
 use super::Error;
 use crate::config::{Config, ConnId, PeerConfig};
 use crate::events::{ApiError, ChildDeleteReason, DownReason, Event, IkeSaStats, Transmit};
+use crate::flood::InitDrops;
 use crate::proposal::IkeChoice;
 use core::fmt;
 use rand_core::CryptoRngCore;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// A sans-IO IKEv1 endpoint serving many ISAKMP SAs.
@@ -30,6 +39,12 @@ pub struct Endpoint {
     by_cookie: HashMap<u64, u64>,
     /// SA id of a rekeying SA -> the SA it replaces.
     replaces: HashMap<u64, u64>,
+    /// Responder SAs whose main mode is not complete: SA id -> source.
+    half_open: HashMap<u64, IpAddr>,
+    /// Half-open responder SAs per source address.
+    half_open_per_source: HashMap<IpAddr, u32>,
+    /// New main modes dropped by the flood limits, by reason.
+    main_mode_drops: InitDrops,
     next_id: u64,
 }
 
@@ -59,6 +74,9 @@ impl Endpoint {
             sas: BTreeMap::new(),
             by_cookie: HashMap::new(),
             replaces: HashMap::new(),
+            half_open: HashMap::new(),
+            half_open_per_source: HashMap::new(),
+            main_mode_drops: InitDrops::default(),
             next_id: 1,
         }
     }
@@ -258,6 +276,30 @@ impl Endpoint {
             .and_then(|s| s.child_rekey_at(spi_in))
     }
 
+    /// Half-open responder ISAKMP SAs now (main mode message 2 sent, not
+    /// yet established).
+    pub fn half_open(&self) -> usize {
+        self.half_open.len()
+    }
+
+    /// Source addresses now at the block threshold.
+    pub fn blocked_sources(&self) -> u64 {
+        let block = self.config.flood.effective_block_threshold();
+        if block == 0 {
+            return 0;
+        }
+        self.half_open_per_source
+            .values()
+            .filter(|n| **n >= block)
+            .count() as u64
+    }
+
+    /// New main modes dropped by the flood limits since the endpoint was
+    /// created (`blocked_source`, `half_open_limit`, `oversized`).
+    pub fn main_mode_drops(&self) -> InitDrops {
+        self.main_mode_drops
+    }
+
     /// Number of ISAKMP SAs held (any state).
     pub fn ike_sa_count(&self) -> usize {
         self.sas.len()
@@ -312,7 +354,44 @@ impl Endpoint {
         r
     }
 
+    /// The flood limits for a new main mode from `d.remote`.
+    fn admit(&mut self, d: &Datagram<'_>) -> Result<(), Error> {
+        let limits = self.config.flood;
+        let ip = d.remote.ip();
+        let block = limits.effective_block_threshold();
+        if d.bytes.len() > limits.max_init_request_len {
+            self.main_mode_drops.oversized += 1;
+        } else if block != 0 && self.half_open_per_source.get(&ip).copied().unwrap_or(0) >= block {
+            self.main_mode_drops.blocked_source += 1;
+        } else if limits.init_limit_half_open != 0
+            && self.half_open.len() >= limits.init_limit_half_open as usize
+        {
+            self.main_mode_drops.half_open_limit += 1;
+        } else {
+            return Ok(());
+        }
+        Err(Error::Limited)
+    }
+
+    /// SA `id` is no longer half-open (established, closed or removed).
+    fn leave_half_open(&mut self, id: u64) {
+        let Some(ip) = self.half_open.remove(&id) else {
+            return;
+        };
+        if let Some(n) = self.half_open_per_source.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.half_open_per_source.remove(&ip);
+            }
+        }
+        if self.half_open.is_empty() && self.half_open.capacity() > 64 {
+            self.half_open.shrink_to_fit();
+            self.half_open_per_source.shrink_to_fit();
+        }
+    }
+
     fn respond(&mut self, now: Instant, d: &Datagram<'_>) -> Result<(), Error> {
+        self.admit(d)?;
         let ip = d.remote.ip();
         let conn = self
             .peers
@@ -341,12 +420,21 @@ impl Endpoint {
             }
             Err(e) => return Err(e),
         };
-        self.insert(sa);
+        let id = self.insert(sa);
+        self.half_open.insert(id, ip);
+        *self.half_open_per_source.entry(ip).or_insert(0) += 1;
         Ok(())
     }
 
     /// Applies what spans SAs after a call on SA `id`.
     fn after(&mut self, now: Instant, id: u64) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            self.leave_half_open(id);
+            return;
+        };
+        if sa.is_established() || sa.is_closed() {
+            self.leave_half_open(id);
+        }
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };

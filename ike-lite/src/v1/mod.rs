@@ -66,6 +66,9 @@ pub enum Error {
     Unexpected,
     /// A PRF was refused (unsupported hash).
     Prf(PrfError),
+    /// A new main mode (message 1) dropped unanswered by a flood limit
+    /// (the sender's half-open SAs, all half-open SAs, or its length).
+    Limited,
 }
 
 impl fmt::Display for Error {
@@ -86,6 +89,7 @@ impl fmt::Display for Error {
             Error::Unacceptable => f.write_str("traffic selectors not acceptable"),
             Error::Unexpected => f.write_str("message not expected in this state"),
             Error::Prf(e) => write!(f, "{e}"),
+            Error::Limited => f.write_str("main mode message 1 dropped by a flood limit"),
         }
     }
 }

@@ -570,3 +570,36 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// The IKEv1 proposal sets of the interop matrix: the AWS Generic suite,
+/// AES-256/SHA-256/MODP-2048, and AES-GCM-16 in phase 2 with ECP-256 PFS.
+pub const V1_CASES: &[Case] = &[
+    Case {
+        name: "ikev1 aes128-sha1-modp1024 (AWS Generic)",
+        ike: "aes128-sha1-modp1024",
+        esp: "aes128-sha1-modp1024",
+    },
+    Case {
+        name: "ikev1 aes256-sha256-modp2048",
+        ike: "aes256-sha256-modp2048",
+        esp: "aes256-sha256-modp2048",
+    },
+    Case {
+        name: "ikev1 aes128gcm16-ecp256 phase 2",
+        ike: "aes128-sha256-ecp256",
+        esp: "aes128gcm16-ecp256",
+    },
+];
+
+/// A whole `ipsec.conf` for `conns` with `keyexchange=ikev1`.
+pub fn ipsec_conf_v1(conns: &[TbConn]) -> String {
+    ipsec_conf(conns).replace("keyexchange=ikev2", "keyexchange=ikev1")
+}
+
+/// [`swan_conn`] for `version = 1` in main mode.
+pub fn swan_conn_v1(t: &TwoSites, case: &Case, psk: &str, initiator: bool) -> SwanConnection {
+    let mut c = swan_conn(t, case, psk, initiator);
+    c.version = 1;
+    c.aggressive = Some(false);
+    c
+}
