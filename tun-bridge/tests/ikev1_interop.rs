@@ -323,3 +323,71 @@ fn rekeys_during_a_paced_transfer_ikev1() {
     ga.stop(&mut lab);
     gb.stop(&mut lab);
 }
+
+/// The same against strongSwan: tun-bridge (initiator, IPsec SA 20 s,
+/// ISAKMP SA 30 s, margin 6 s) rekeys quick mode and phase 1 under a paced
+/// 40 s transfer to strongSwan `version = 1`, which must arrive whole.
+#[test]
+fn rekeys_during_a_paced_transfer_to_strongswan_ikev1() {
+    let _g = serial();
+    if !Lab::require_strongswan() {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).expect("topology");
+    let swan = start_swan(&mut lab, &t.gw_b);
+    let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
+    let key = psk("v1ssrekey");
+    swan.load(&swan_v1(&t, &key, false))
+        .expect("load swanctl conf");
+    let mut ca = TbConn::new(
+        "vpc",
+        "start",
+        &a,
+        &b,
+        &t.site_a_cidr(),
+        &t.site_b_cidr(),
+        &AWS,
+    );
+    ca.lifetime = "20s".into();
+    ca.ikelifetime = "30s".into();
+    ca.extra = vec!["rekeymargin=6s".into(), "rekeyfuzz=0%".into()];
+    let ga = TunBridge::start(
+        &mut lab,
+        &t.gw_a,
+        "gw-a",
+        &v1_conf(ca),
+        &ipsec_secrets(&[(&a, &b, &key)]),
+    );
+    ga.wait_established(&mut lab, &["vpc"]);
+    let spi0 = ga.tunnel("vpc").and_then(|s| s.spi_in);
+    let pace = 256u64 << 10;
+    let bytes = pace * 40;
+    let r = netns_lab::traffic::tcp_transfer_paced(
+        &t.host_a,
+        &t.host_b,
+        t.host_b_addr(),
+        5405,
+        bytes,
+        Some(pace),
+        Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "transfer across rekeys: {e}\n--- tun-bridge:\n{}\n--- strongSwan:\n{}",
+            ga.log_tail(60),
+            swan.log_tail(60)
+        )
+    });
+    println!("IKEv1 transfer across rekeys with strongSwan: {r}");
+    assert!(r.intact(), "{r}");
+    assert_eq!(r.received, bytes);
+    let st = ga.tunnel("vpc").expect("status");
+    assert_ne!(st.spi_in, spi0, "still on the first IPsec SA: {st:?}");
+    assert!(st.child_rekeys >= 2, "{st:?}\n{}", ga.log_tail(40));
+    let log = ga.log();
+    assert!(log.contains("IKE SA rekeyed"), "no phase-1 rekey:\n{log}");
+    assert!(!log.contains("IKE SA down"), "an SA went down:\n{log}");
+    ping_both_ways(&lab, &t, "after rekeys with strongSwan");
+    ga.stop(&mut lab);
+}
