@@ -250,13 +250,7 @@ fn rekeys_during_a_paced_transfer_ikev1() {
     let t = TwoSites::up(&mut lab, TwoSitesConfig::default()).expect("topology");
     let (a, b) = (t.gw_a_outer().to_string(), t.gw_b_outer().to_string());
     let key = psk("v1rekey");
-    let short = |mut c: TbConn| {
-        c.lifetime = "20s".into();
-        c.ikelifetime = "30s".into();
-        c.extra = vec!["rekeymargin=6s".into(), "rekeyfuzz=0%".into()];
-        c
-    };
-    let ca = short(TbConn::new(
+    let ca = short_lifetimes(TbConn::new(
         "site-b",
         "start",
         &a,
@@ -265,7 +259,7 @@ fn rekeys_during_a_paced_transfer_ikev1() {
         &t.site_b_cidr(),
         &AWS,
     ));
-    let cb = short(TbConn::new(
+    let cb = short_lifetimes(TbConn::new(
         "site-a",
         "add",
         &b,
@@ -291,34 +285,14 @@ fn rekeys_during_a_paced_transfer_ikev1() {
     );
     ga.wait_established(&mut lab, &["site-b"]);
     gb.wait_established(&mut lab, &["site-a"]);
-    let spi0 = ga.tunnel("site-b").and_then(|s| s.spi_in);
-    let pace = 256u64 << 10;
-    let bytes = pace * 40;
-    let r = netns_lab::traffic::tcp_transfer_paced(
-        &t.host_a,
-        &t.host_b,
-        t.host_b_addr(),
+    across_rekeys(
+        &t,
+        &ga,
+        "site-b",
         5404,
-        bytes,
-        Some(pace),
-        Duration::from_secs(90),
-    )
-    .unwrap_or_else(|e| {
-        panic!(
-            "transfer across rekeys: {e}\n--- A:\n{}\n--- B:\n{}",
-            ga.log_tail(60),
-            gb.log_tail(60)
-        )
-    });
-    println!("IKEv1 transfer across rekeys: {r}");
-    assert!(r.intact(), "{r}");
-    assert_eq!(r.received, bytes);
-    let st = ga.tunnel("site-b").expect("status");
-    assert_ne!(st.spi_in, spi0, "still on the first IPsec SA: {st:?}");
-    assert!(st.child_rekeys >= 2, "{st:?}\n{}", ga.log_tail(40));
-    let logs = format!("{}{}", ga.log(), gb.log());
-    assert!(logs.contains("IKE SA rekeyed"), "no phase-1 rekey:\n{logs}");
-    assert!(!logs.contains("IKE SA down"), "an SA went down:\n{logs}");
+        &|| gb.log(),
+        "IKEv1 transfer across rekeys",
+    );
     ping_both_ways(&lab, &t, "after rekeys");
     ga.stop(&mut lab);
     gb.stop(&mut lab);
@@ -340,7 +314,7 @@ fn rekeys_during_a_paced_transfer_to_strongswan_ikev1() {
     let key = psk("v1ssrekey");
     swan.load(&swan_v1(&t, &key, false))
         .expect("load swanctl conf");
-    let mut ca = TbConn::new(
+    let ca = TbConn::new(
         "vpc",
         "start",
         &a,
@@ -349,9 +323,7 @@ fn rekeys_during_a_paced_transfer_to_strongswan_ikev1() {
         &t.site_b_cidr(),
         &AWS,
     );
-    ca.lifetime = "20s".into();
-    ca.ikelifetime = "30s".into();
-    ca.extra = vec!["rekeymargin=6s".into(), "rekeyfuzz=0%".into()];
+    let ca = short_lifetimes(ca);
     let ga = TunBridge::start(
         &mut lab,
         &t.gw_a,
@@ -360,34 +332,65 @@ fn rekeys_during_a_paced_transfer_to_strongswan_ikev1() {
         &ipsec_secrets(&[(&a, &b, &key)]),
     );
     ga.wait_established(&mut lab, &["vpc"]);
-    let spi0 = ga.tunnel("vpc").and_then(|s| s.spi_in);
+    across_rekeys(
+        &t,
+        &ga,
+        "vpc",
+        5405,
+        &|| swan.log_tail(60),
+        "IKEv1 transfer across rekeys with strongSwan",
+    );
+    ping_both_ways(&lab, &t, "after rekeys with strongSwan");
+    ga.stop(&mut lab);
+}
+
+/// IPsec SA 20 s, ISAKMP SA 30 s, margin 6 s, no fuzz: a 40 s transfer spans
+/// quick-mode and phase-1 rekeys.
+fn short_lifetimes(mut c: TbConn) -> TbConn {
+    c.lifetime = "20s".into();
+    c.ikelifetime = "30s".into();
+    c.extra = vec!["rekeymargin=6s".into(), "rekeyfuzz=0%".into()];
+    c
+}
+
+/// A paced 40 s transfer from host A to host B across the rekeys of
+/// [`short_lifetimes`]: it must arrive whole, `ga`'s conn `conn` must be on
+/// a new IPsec SA after at least two quick-mode rekeys, and the logs (`ga`'s
+/// and `peer_log()`) must show a phase-1 rekey and no SA going down.
+fn across_rekeys(
+    t: &TwoSites,
+    ga: &TunBridge,
+    conn: &str,
+    port: u16,
+    peer_log: &dyn Fn() -> String,
+    what: &str,
+) {
+    let spi0 = ga.tunnel(conn).and_then(|s| s.spi_in);
     let pace = 256u64 << 10;
     let bytes = pace * 40;
     let r = netns_lab::traffic::tcp_transfer_paced(
         &t.host_a,
         &t.host_b,
         t.host_b_addr(),
-        5405,
+        port,
         bytes,
         Some(pace),
         Duration::from_secs(90),
     )
     .unwrap_or_else(|e| {
         panic!(
-            "transfer across rekeys: {e}\n--- tun-bridge:\n{}\n--- strongSwan:\n{}",
+            "{what}: {e}\n--- gateway A:\n{}\n--- peer:\n{}",
             ga.log_tail(60),
-            swan.log_tail(60)
+            peer_log()
         )
     });
-    println!("IKEv1 transfer across rekeys with strongSwan: {r}");
+    println!("{what}: {r}");
     assert!(r.intact(), "{r}");
     assert_eq!(r.received, bytes);
-    let st = ga.tunnel("vpc").expect("status");
+    let st = ga.tunnel(conn).expect("status");
     assert_ne!(st.spi_in, spi0, "still on the first IPsec SA: {st:?}");
     assert!(st.child_rekeys >= 2, "{st:?}\n{}", ga.log_tail(40));
-    let log = ga.log();
-    assert!(log.contains("IKE SA rekeyed"), "no phase-1 rekey:\n{log}");
-    assert!(!log.contains("IKE SA down"), "an SA went down:\n{log}");
-    ping_both_ways(&lab, &t, "after rekeys with strongSwan");
-    ga.stop(&mut lab);
+    let logs = format!("{}{}", ga.log(), peer_log());
+    assert!(logs.contains("IKE SA rekeyed"), "no phase-1 rekey:\n{logs}");
+    assert!(!logs.contains("IKE SA down"), "an SA went down:\n{logs}");
 }
